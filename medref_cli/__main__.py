@@ -1,0 +1,3 @@
+from medref_cli.cli.app import main
+
+main()

@@ -1,0 +1,53 @@
+"""The `medref` command: stages as sub-commands; errors as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from medref_cli.cli import prepare, split, stubs
+from medref_cli.errors import MedrefError
+
+
+class MedrefGroup(TyperGroup):
+    """Turns a `MedrefError` from any sub-command into `error: <message>` on stderr and its exit code."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except MedrefError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    name="medref",
+    cls=MedrefGroup,
+    help="Semi-supervised medical referring image segmentation (Semi-MedRef): prepare, split, train, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(prepare.app, name="prepare")
+app.command("split")(split.split)
+for name, func in stubs.COMMANDS.items():
+    app.command(name)(func)
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only."),
+) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,18 @@
+"""Option aliases shared by every command (Annotated, so each command stays a thin adapter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Workdir = Annotated[
+    Path | None,
+    typer.Option("--workdir", "-w", help="Workspace folder [default: $MEDREF_WORKDIR or ./medref-work]."),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing artifact of the same name.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bars (also off when not a TTY).")]
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Prepared dataset name (see `medref prepare`).")]
+Labeled = Annotated[str, typer.Option("--labeled", "-l", help="Labelled share: 10%, 0.1 or a count like 50.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the split (and of training).")]

@@ -1,0 +1,86 @@
+"""Reading raw images and masks into the one prepared format, and writing it.
+
+Prepared format: `images/<id>.png` 8-bit grayscale; `masks/<id>.png` 8-bit with values {0, 255}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medref_cli.errors import MedrefError
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        if path.stat().st_size == 0:
+            raise MedrefError(f"{path}: empty file")
+        img = Image.open(path)
+        img.load()
+        return img
+    except MedrefError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MedrefError(f"{path}: unreadable or corrupt image ({exc.__class__.__name__})") from None
+
+
+def load_gray(path: Path, fixes: list[str] | None = None) -> np.ndarray:
+    """Any PNG/JPEG/TIFF -> uint8 (H, W). 16-bit and float images are min-max scaled to 0..255."""
+    img = _open(path)
+    fixes = fixes if fixes is not None else []
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        fixes.append(f"image {img.mode} scaled to 8-bit")
+        return np.round(arr).astype(np.uint8)
+    if img.mode != "L":
+        fixes.append(f"image {img.mode} converted to grayscale")
+        img = img.convert("RGB").convert("L") if img.mode in ("RGBA", "LA", "P", "PA") else img.convert("L")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def load_mask(path: Path, fixes: list[str] | None = None) -> np.ndarray:
+    """A {0,1} or {0,255} mask, 1- or multi-channel -> uint8 (H, W) with values {0, 1}."""
+    img = _open(path)
+    fixes = fixes if fixes is not None else []
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(axis=-1) if arr.shape[-1] in (3, 4) else arr.max(axis=-1)
+        fixes.append(f"mask {img.mode} merged to one channel")
+    values = np.unique(arr)
+    if set(values.tolist()) <= {0, 1}:
+        return arr.astype(np.uint8)
+    if set(values.tolist()) <= {0, 255}:
+        return (arr > 0).astype(np.uint8)
+    shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
+    raise MedrefError(f"{path}: mask values beyond {{0,255}}/{{0,1}} ({shown})")
+
+
+def resize(arr: np.ndarray, size: int, is_mask: bool) -> np.ndarray:
+    """Square resize; bilinear for images, nearest for masks."""
+    if arr.shape == (size, size):
+        return arr
+    mode = Image.Resampling.NEAREST if is_mask else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(arr).resize((size, size), mode))
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    """uint8 (H, W) -> PNG file bytes (deterministic)."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def read_prepared(path: Path, is_mask: bool = False) -> np.ndarray:
+    """A prepared image (uint8 0..255) or mask (uint8 {0,1}) back as an array."""
+    arr = np.asarray(_open(path))
+    return (arr > 127).astype(np.uint8) if is_mask else arr

@@ -1,0 +1,110 @@
+"""Fixtures: a temp workspace, builders of small raw datasets in each real layout, the CLI runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+CAPTIONS = [
+    "Unilateral pulmonary infection, one infected area, lower right lung.",
+    "Bilateral pulmonary infection, two infected areas, lower left lung and lower right lung.",
+    "Bilateral pulmonary infection, six infected areas, all left lung and all right lung..",
+    "Unilateral pulmonary infection, one infected areas, middle left lung.",
+]
+
+
+def png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def image_array(i: int, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 255, (size, size), dtype=np.uint8)
+
+
+def mask_array(i: int, size: int = 32) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    m[4 + i : 12 + i, 4:12] = 255
+    return m
+
+
+def make_sgseg(root: Path, n: int = 4) -> Path:
+    ann = {"train": [], "valid": []}
+    for i in range(n):
+        split = "train" if i < n - 1 else "valid"
+        name = f"Sub-S{i:03d}.png"  # mixed case on disk, lower case in the JSON
+        png(root / "images" / split / "images" / name, image_array(i))
+        png(root / "images" / split / "masks" / f"mask_{name}", mask_array(i))
+        ann[split].append({"image_path": f"mask_{name.lower()}", "caption": CAPTIONS[i % 4],
+                           "pseudo_label": [0] * 6})
+    (root / "prompts").mkdir(parents=True, exist_ok=True)
+    (root / "prompts" / "annotation.json").write_text(json.dumps(ann))
+    return root
+
+
+def make_lvit_xlsx(root: Path, n: int = 6) -> Path:
+    from openpyxl import Workbook
+
+    rows = {"Train_Val": [], "Test": []}
+    for i in range(n):
+        folder = ["Train_Folder", "Val_Folder", "Test_Folder"][i % 3]
+        name = f"covid_{i}.png"
+        png(root / folder / "img" / name, image_array(i))
+        mask = mask_array(i)
+        png(root / folder / "labelcol" / f"mask_{name}", np.stack([mask] * 3, -1) if i == 0 else mask)
+        rows["Test" if folder == "Test_Folder" else "Train_Val"].append((f"mask_{name}", CAPTIONS[i % 4]))
+    for table, entries in rows.items():
+        wb = Workbook()
+        ws = wb.active
+        ws.append(["Image", "Description"])
+        for e in entries:
+            ws.append(list(e))
+        wb.save(root / f"{table}_text.xlsx")
+    return root
+
+
+def make_guidedecoder(root: Path, n: int = 4) -> Path:
+    import csv
+
+    for split in ("train", "test"):
+        (root / "prompt").mkdir(parents=True, exist_ok=True)
+        with (root / "prompt" / f"{split}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["Image", "Description"])
+            for i in range(n):
+                name = f"{split}_{i}.png"
+                png(root / split.capitalize() / "Images" / name, image_array(i))
+                png(root / split.capitalize() / "Ground-truths" / f"mask_{name}", mask_array(i))
+                w.writerow([f"mask_{name}", CAPTIONS[i % 4]])
+    return root
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    wd = tmp_path / "work"
+    monkeypatch.setenv("MEDREF_WORKDIR", str(wd))
+    monkeypatch.delenv("MEDREF_QATA_RAW", raising=False)
+    monkeypatch.delenv("MEDREF_MOSMED_RAW", raising=False)
+    return wd
+
+
+@pytest.fixture
+def cli():
+    from medref_cli.cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+from conftest import REPO
+
+STAGES = ["prepare", "split", "pretrain", "semi-train", "pseudo-label", "evaluate", "predict"]
+
+
+def test_help_lists_every_stage(cli):
+    res = cli("--help")
+    assert res.exit_code == 0
+    for stage in STAGES:
+        assert stage in res.output
+
+
+def test_help_imports_nothing_heavy():
+    code = "import sys; from medref_cli.cli.app import app; " \
+           "print(','.join(m for m in ('torch','monai','transformers','numpy','PIL') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
+
+
+def test_prepare_sample_then_split(cli, workdir):
+    res = cli("prepare", "sample", "--n", "12", "--size", "48")
+    assert res.exit_code == 0, res.output
+    assert "prepared qata-mini: 12 records" in res.output and "prepared mosmed-mini: 12 records" in res.output
+    res = cli("split", "-d", "mosmed-mini", "-l", "25%")
+    assert res.exit_code == 0, res.output
+    assert (workdir / "splits" / "mosmed-mini-25pct-s42.json").is_file()
+
+
+def test_workdir_option_beats_env(cli, workdir, tmp_path):
+    other = tmp_path / "other"
+    res = cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini", "--workdir", other)
+    assert res.exit_code == 0
+    assert (other / "datasets" / "qata" / "dataset.json").is_file() and not workdir.exists()
