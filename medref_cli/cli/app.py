@@ -9,7 +9,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from medref_cli.cli import prepare, split, stubs
+from medref_cli.cli import evaluate, prepare, semi, split, train
 from medref_cli.errors import MedrefError
 
 
@@ -34,8 +34,11 @@ app = typer.Typer(
 )
 app.add_typer(prepare.app, name="prepare")
 app.command("split")(split.split)
-for name, func in stubs.COMMANDS.items():
-    app.command(name)(func)
+app.command("pretrain")(train.pretrain)
+app.command("evaluate")(evaluate.evaluate)
+app.command("predict")(evaluate.predict)
+app.command("semi-train")(semi.semi_train)
+app.command("pseudo-label")(semi.pseudo_label)
 
 
 @app.callback()

@@ -1,0 +1,92 @@
+"""`medref semi-train` and `medref pseudo-label`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Seed, Workdir
+from medref_cli.cli.train import (
+    ConfigFile,
+    DatasetOpt,
+    Device,
+    Epochs,
+    MaxMinutes,
+    Name,
+    Preset,
+    Resume,
+    TextEncoder,
+    overrides,
+    report,
+)
+
+PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
+
+
+def semi_train(
+    labeled: Labeled,
+    dataset: DatasetOpt = None,
+    method: Annotated[str, typer.Option("--method", help="semi-medref | mean-teacher | cutmix | supervised.")]
+    = "semi-medref",
+    no_t_patchmix: Annotated[bool, typer.Option("--no-t-patchmix", help="Ablation: no T-PatchMix.")] = False,
+    no_pos_aug: Annotated[bool, typer.Option("--no-pos-aug", help="Ablation: no PosAug.")] = False,
+    no_itcl: Annotated[bool, typer.Option("--no-itcl", help="Ablation: no ITCL.")] = False,
+    init: Annotated[str | None, typer.Option("--init", help="Start from a pretrain run (skips burn-in).")] = None,
+    eval_model: Annotated[str, typer.Option("--eval-model", help="student | teacher.")] = "student",
+    pseudo_labels: PseudoLabels = None,
+    seed: Seed = 42,
+    preset: Preset = "cpu",
+    config: ConfigFile = None,
+    name: Name = None,
+    epochs: Epochs = None,
+    max_minutes: MaxMinutes = None,
+    text_encoder: TextEncoder = None,
+    device: Device = "auto",
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    workdir: Workdir = None,
+) -> None:
+    """Semi-MedRef (T-PatchMix, PosAug, ITCL) and SSL baselines on labelled + unlabelled data."""
+    from medref_cli.progress import progress_enabled
+    from medref_cli.stages import semi_train as stage
+    from medref_cli.training.setup import TrainRequest
+    from medref_cli.workspace import Workspace
+
+    ov = overrides(epochs, max_minutes, text_encoder)
+    ov["method"] = {"eval_model": eval_model}
+    for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl")):
+        if flag:
+            ov["method"][key] = False
+    req = TrainRequest("semi-train", method, labeled, dataset, seed, preset, config, ov, name, resume, overwrite,
+                       progress_enabled(not no_progress), device, init)
+    info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
+    report(info, run)
+
+
+def pseudo_label(
+    run: Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")],
+    split: Annotated[str, typer.Option("--split", help="Which ids to label.")] = "train_unlabeled",
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | latest.")] = "best",
+    model: Annotated[str, typer.Option("--model", help="teacher | student.")] = "teacher",
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    workdir: Workdir = None,
+) -> None:
+    """Teacher masks, confidence maps and zone checks for unlabelled images, with an audit."""
+    from medref_cli.progress import progress_enabled
+    from medref_cli.stages.pseudo_label import PseudoLabelConfig
+    from medref_cli.stages.pseudo_label import run as stage
+    from medref_cli.workspace import Workspace
+
+    cfg = PseudoLabelConfig(run, split, checkpoint, model, overwrite=overwrite, device=device,
+                            progress=progress_enabled(not no_progress))
+    audit, out = stage(cfg, Workspace.resolve(workdir))
+    line = (f"pseudo-labelled {audit['n_images']} images ({audit['model']}); "
+            f"zone agreement {audit['zone_agreement_exact']:.3f}")
+    if "dice_all" in audit:
+        line += f"; Dice vs ground truth (global) {audit['dice_all']['global']['dice']:.4f}"
+    typer.echo(f"{line} -> {out}")

@@ -1,0 +1,69 @@
+"""`medref pretrain` (and the options it shares with `semi-train`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Seed, Workdir
+
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d",
+                                                 help="Prepared dataset [default: the only one in the workspace].")]
+Preset = Annotated[str, typer.Option("--preset", help="tiny | cpu | paper.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML overriding preset fields (model:, train:).")]
+Name = Annotated[str | None, typer.Option("--name", help="Run folder name under <workdir>/runs/.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run from checkpoint_latest.pt.")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Override train.epochs.")]
+MaxMinutes = Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock budget (stops after the epoch).")]
+TextEncoder = Annotated[str | None, typer.Option("--text-encoder", help="Local HF encoder dir or hub id [default: minilm].")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+
+
+def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"train": {}, "model": {}}
+    if epochs is not None:
+        out["train"]["epochs"] = epochs
+    if max_minutes is not None:
+        out["train"]["max_minutes"] = max_minutes
+    if text_encoder is not None:
+        out["model"]["text_encoder"] = text_encoder
+    return out
+
+
+def report(info, run: Path) -> None:  # noqa: ANN001 - RunInfo
+    best = f"{info.best_val_dice:.4f}" if info.best_val_dice is not None else "n/a"
+    typer.echo(f"{info.stage} {info.method}: {info.status} after {info.epochs_done} epochs; "
+               f"best val Dice (global) {best} at epoch {info.best_epoch} -> {run}")
+
+
+def pretrain(
+    labeled: Labeled,
+    dataset: DatasetOpt = None,
+    seed: Seed = 42,
+    preset: Preset = "cpu",
+    config: ConfigFile = None,
+    name: Name = None,
+    epochs: Epochs = None,
+    max_minutes: MaxMinutes = None,
+    text_encoder: TextEncoder = None,
+    device: Device = "auto",
+    pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
+    = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+    workdir: Workdir = None,
+) -> None:
+    """Supervised training on the labelled split (the split is created if missing)."""
+    from medref_cli.progress import progress_enabled
+    from medref_cli.stages import pretrain as stage
+    from medref_cli.training.setup import TrainRequest
+    from medref_cli.workspace import Workspace
+
+    req = TrainRequest("pretrain", "supervised", labeled, dataset, seed, preset, config,
+                       overrides(epochs, max_minutes, text_encoder), name, resume, overwrite,
+                       progress_enabled(not no_progress), device)
+    info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
+    report(info, run)

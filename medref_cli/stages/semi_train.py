@@ -1,0 +1,48 @@
+"""`medref semi-train`: Semi-MedRef and the SSL baselines in one loop (SPEC 3).
+
+`--init RUN` starts student and teacher from a `pretrain` run's best checkpoint (its model config wins)
+and skips the burn-in. `--pseudo-labels DIR` adds a `pseudo-label` output as extra labelled data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medref_cli.errors import MedrefError
+from medref_cli.training.run_dir import RunInfo
+from medref_cli.training.setup import TrainRequest, build
+from medref_cli.workspace import Workspace
+
+
+def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
+    from medref_cli.model import checkpoint
+    from medref_cli.semi.methods import TeacherStudent, method_config
+    from medref_cli.stages.pseudo_label import extra_labeled
+    from medref_cli.training.data import items
+    from medref_cli.training.loop import fit
+    from medref_cli.training.run_dir import resolve_run
+
+    init_state = None
+    if req.init_from and not req.resume:
+        init_dir = resolve_run(req.init_from, ws.runs)
+        ckpt = checkpoint.load(init_dir / "checkpoint_best.pt")
+        model_cfg = dict(ckpt["config"]["model"], encoder_pretrained=None)
+        req.overrides = {**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg}}
+        req.overrides.setdefault("method", {})["burn_in_epochs"] = 0
+        init_state = ckpt["model"]
+    ctx, spec, manifest, folder = build(req, ws)
+    mcfg = method_config(dict(ctx.config.get("method", {}), name=req.method))
+    if init_state is not None:
+        ctx.model.load_state_dict(init_state)
+    method = TeacherStudent(ctx, mcfg)
+    data_l = items(manifest, folder, spec.train_labeled)
+    if pseudo_labels is not None:
+        extra = extra_labeled(pseudo_labels, manifest, folder, spec)
+        data_l += extra
+        if not extra:
+            raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
+    unl = set(spec.train_unlabeled) - {d["id"] for d in data_l}
+    data_u = items(manifest, folder, sorted(unl), with_labels=False)
+    data_val = items(manifest, folder, spec.val)
+    info = fit(ctx, method, data_l, data_u, data_val, resume=req.resume)
+    return info, ctx.run

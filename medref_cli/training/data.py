@@ -1,0 +1,95 @@
+"""Datasets and loaders over a prepared dataset and a split: flat MONAI Compose lists, `CacheDataset`.
+
+Weak view (SPEC 3.1): resize, mild random zoom (+ optional caption-aware flip), intensity in [0, 1].
+Strong view: the weak image copied to `image_s`, then brightness/contrast jitter (0.2, p 0.8) and Gaussian
+blur (p 0.5): same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from monai.data import CacheDataset, DataLoader
+from monai.transforms import (
+    Compose,
+    CopyItemsd,
+    RandGaussianSmoothd,
+    RandZoomd,
+    Resized,
+)
+
+from medref_cli.artifacts import DatasetManifest
+from medref_cli.model.presets import TrainConfig
+from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandFlipTextd
+
+KEYS = ("image", "label")
+
+
+def items(manifest: DatasetManifest, folder: Path, ids: list[str], with_labels: bool = True) -> list[dict]:
+    """Split ids -> MONAI item dicts; `label` only where a mask exists and `with_labels`."""
+    by_id = manifest.by_id()
+    out = []
+    for rid in ids:
+        r = by_id[rid]
+        item = {"id": rid, "image": str(folder / r.image), "text": r.caption, "zones": list(r.zones)}
+        if with_labels and r.mask is not None:
+            item["label"] = str(folder / r.mask)
+        out.append(item)
+    return out
+
+
+def base_transforms(size: int) -> list:
+    return [
+        LoadPreparedd(KEYS),
+        Resized(KEYS, spatial_size=(size, size), mode=("bilinear", "nearest"), allow_missing_keys=True),
+    ]
+
+
+def weak_transforms(cfg: TrainConfig) -> list:
+    out: list = []
+    if cfg.zoom_prob > 0:
+        out.append(RandZoomd(KEYS, prob=cfg.zoom_prob, min_zoom=cfg.zoom[0], max_zoom=cfg.zoom[1],
+                             mode=("bilinear", "nearest"), keep_size=True, allow_missing_keys=True))
+    if cfg.hflip_prob > 0:
+        out.append(RandFlipTextd(KEYS, prob=cfg.hflip_prob))
+    return out
+
+
+def strong_transforms(size: int) -> list:
+    sigma = (0.1 * size / 224, 2.0 * size / 224)
+    return [
+        CopyItemsd("image", times=1, names="image_s"),
+        RandBrightnessContrastd("image_s", strength=0.2, prob=0.8),
+        RandGaussianSmoothd("image_s", sigma_x=sigma, sigma_y=sigma, prob=0.5),
+    ]
+
+
+def train_dataset(data: list[dict], cfg: TrainConfig, size: int, strong: bool = False) -> CacheDataset:
+    steps = base_transforms(size) + weak_transforms(cfg) + (strong_transforms(size) if strong else [])
+    return CacheDataset(data, Compose(steps), cache_rate=1.0, num_workers=0, progress=False, copy_cache=False)
+
+
+def eval_dataset(data: list[dict], size: int) -> CacheDataset:
+    return CacheDataset(data, Compose(base_transforms(size)), cache_rate=1.0, num_workers=0, progress=False,
+                        copy_cache=False)
+
+
+def collate(batch: list[dict]) -> dict:
+    """Stack tensors, keep strings and zone lists as lists; `label` only if every item has one."""
+    out: dict = {"id": [b["id"] for b in batch], "text": [b["text"] for b in batch],
+                 "zones": torch.tensor([b["zones"] for b in batch], dtype=torch.long)}
+    for key in ("image", "image_s", "label"):
+        if all(key in b for b in batch):
+            out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
+    return out
+
+
+def loader(ds: CacheDataset, batch_size: int, shuffle: bool, num_workers: int, batch_sampler=None,  # noqa: ANN001
+           generator: torch.Generator | None = None) -> DataLoader:
+    """A batch loader; with `batch_sampler` (lists of indices) batch_size and shuffle are ignored."""
+    if batch_sampler is not None:
+        return DataLoader(ds, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
+                          generator=generator)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
+                      generator=generator)

@@ -1,0 +1,91 @@
+"""The run folder contract: everything that produced a model sits beside it.
+
+`<workdir>/runs/<name>/`: `run.json` (this schema), `config.yaml` (resolved), `split.json` (copy of the
+split used), `checkpoint_latest.pt`, `checkpoint_best.pt`, `metrics.jsonl` (one line per epoch),
+`curve.png`, `log.txt`; `evaluate` adds `eval-<split>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medref_cli.errors import MedrefError
+from medref_cli.workspace import read_json, write_json_atomic
+
+RUN_SCHEMA = 1
+
+
+@dataclass
+class RunInfo:
+    stage: str  # pretrain | semi-train
+    method: str
+    dataset: str
+    dataset_hash: str
+    split_file: str
+    ratio: str
+    seed: int
+    preset: str
+    text_encoder: str
+    status: str = "running"  # running | finished | stopped-early | budget-reached
+    epochs_done: int = 0
+    best_epoch: int | None = None
+    best_val_dice: float | None = None
+    eval_model: str = "student"
+    init_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = RUN_SCHEMA
+
+    def save(self, run: Path) -> None:
+        write_json_atomic(run / "run.json", asdict(self))
+
+
+def load_run(run: Path) -> RunInfo:
+    data = read_json(run / "run.json", "medref pretrain` or `medref semi-train")
+    if not isinstance(data, dict) or data.get("schema_version") != RUN_SCHEMA:
+        raise MedrefError(f"{run / 'run.json'}: unsupported run schema {data.get('schema_version')!r}")
+    try:
+        return RunInfo(**data)
+    except TypeError as exc:
+        raise MedrefError(f"{run / 'run.json'}: malformed ({exc})") from None
+
+
+def resolve_run(path_or_name: str | Path, runs_dir: Path) -> Path:
+    """A run given as a path or as a name under `<workdir>/runs/`."""
+    p = Path(path_or_name)
+    for cand in (p, runs_dir / str(path_or_name)):
+        if (cand / "run.json").is_file():
+            return cand.resolve()
+    known = sorted(d.name for d in runs_dir.iterdir() if (d / "run.json").is_file()) if runs_dir.is_dir() else []
+    raise MedrefError(
+        f"{path_or_name}: no run folder (run.json) there or under {runs_dir}; known runs: {', '.join(known) or 'none'}"
+    )
+
+
+def append_metrics(run: Path, row: dict[str, Any]) -> None:
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def read_metrics(run: Path) -> list[dict[str, Any]]:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run: Path, last_epoch: int) -> None:
+    """Keep the rows of epochs <= last_epoch (on resume, epochs after the checkpoint are redone)."""
+    rows = [r for r in read_metrics(run) if r.get("epoch", 0) <= last_epoch]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def attach_log(run: Path) -> logging.Handler:
+    handler = logging.FileHandler(run / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("medref_cli").addHandler(handler)
+    logging.getLogger("medref_cli").setLevel(logging.INFO)
+    return handler
