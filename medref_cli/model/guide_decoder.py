@@ -65,12 +65,13 @@ class GuideStage(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, text_dim: int, num_heads: int, scale_init: float) -> None:
         super().__init__()
         self.guide = GuideLayer(in_ch, text_dim, num_heads, scale_init)
-        self.up = UnetrUpBlock(2, in_ch, out_ch, kernel_size=3, upsample_kernel_size=2, norm_name="BATCH")
+        self.up = UnetrUpBlock(2, in_ch, out_ch, kernel_size=3, upsample_kernel_size=2, norm_name="INSTANCE")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, txt: torch.Tensor, txt_keep: torch.Tensor) -> torch.Tensor:
         """x `(B, Cin, h, w)`, skip `(B, Cout, 2h, 2w)` -> `(B, Cout, 2h, 2w)`."""
         b, c, h, w = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
-        tokens = self.guide(tokens, sincos_positions(h, w, c, x.device).to(x.dtype), txt, txt_keep)
+        pos = sincos_positions(h, w, c, x.device).to(x.dtype)
+        tokens = x.flatten(2).transpose(1, 2) + pos  # absolute position in the residual stream (ViT-style)
+        tokens = self.guide(tokens, pos, txt, txt_keep)
         x = tokens.transpose(1, 2).reshape(b, c, h, w)
         return self.up(x, skip)

@@ -3,6 +3,10 @@
 - `tiny`: tests and the sample table (64 px, < 1 M trainable parameters, seconds per epoch).
 - `cpu`: real data on 2 CPU cores (128 px, about 3 M trainable parameters).
 - `paper`: ConvNeXt-Tiny at 224 + CXR-BERT (24 tokens) and the reference hyper-parameters (SPEC 3), for a GPU.
+
+`tiny` and `cpu` train from random init, where the reference text-injection scale (0.01) leaves the text
+unused for dozens of epochs (measured on the synthetic set: shuffled-caption Dice gap 0.000 after 15 epochs
+at 0.01, 0.22 after 35 epochs at 1.0); they start it at 1.0. `paper` keeps 0.01 (pretrained encoders).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ class TrainConfig:
     patience: int = 30  # early stopping on val Dice, in evaluated epochs
     val_every: int = 1
     min_steps_per_epoch: int = 1  # pretrain: at least this many steps per epoch on a tiny labelled set
+    steps_per_epoch: int | None = None  # fixed epoch length (None: one pass over labelled / unlabelled data)
     val_max_images: int | None = None  # cap val images per evaluation (None: all)
-    max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it
+    max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it, and the
+    # cosine schedule then follows max(step share, time share) so a budgeted run still ends annealed
     num_workers: int = 0
     zoom: tuple[float, float] = (0.9, 1.1)  # weak-view random zoom range
     zoom_prob: float = 0.5
@@ -58,7 +64,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "model": {"image_size": 64, "encoder_widths": [16, 32, 48, 64], "encoder_depths": [1, 1, 1, 1],
-                  "num_heads": 2, "head_channels": 16, "proj_dim": 32},
+                  "num_heads": 2, "head_channels": 16, "proj_dim": 32, "guide_scale_init": 1.0},
         "train": {"epochs": 30, "batch_size": 8, "batch_size_unlabeled": 8, "lr": 2e-3, "patience": 30,
                   "min_steps_per_epoch": 4},
         # SPEC 3.1 ramps (5 / 15 / 20 epochs of 100) scaled to a 30-epoch run
@@ -66,9 +72,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "model": {"image_size": 128, "encoder_widths": [32, 64, 128, 256], "encoder_depths": [2, 2, 2, 2],
-                  "num_heads": 4, "head_channels": 24, "proj_dim": 64},
+                  "num_heads": 4, "head_channels": 24, "proj_dim": 64, "guide_scale_init": 1.0},
         "train": {"epochs": 60, "batch_size": 16, "batch_size_unlabeled": 16, "lr": 1e-3, "patience": 15,
-                  "val_max_images": 400},
+                  "val_max_images": 400, "steps_per_epoch": 20},
         "method": {"burn_in_epochs": 3, "unsup_ramp_epochs": 9, "ema_ramp_epochs": 12},
     },
     "paper": {

@@ -108,7 +108,7 @@ class TeacherStudent(Method):
             out = model(img_l, *self.ctx.text(text_l, dev))
             loss_sup = self.sup_loss(out["logits"].float(), mask_l)
             loss_itc_l = self._itc(out, batch_l["zones"]) if c.itcl else torch.zeros((), device=dev)
-            logs = {"loss_sup": float(loss_sup), "loss_itc_l": float(loss_itc_l), "w_u": 0.0}
+            logs = {"loss_sup": loss_sup.item(), "loss_itc_l": loss_itc_l.item(), "w_u": 0.0}
             return loss_sup + c.itc_weight_labeled * loss_itc_l, logs
         img_u_w, img_u_s, text_u = batch_u["image"].to(dev), batch_u["image_s"].to(dev), list(batch_u["text"])
         with torch.no_grad():
@@ -136,14 +136,14 @@ class TeacherStudent(Method):
         loss_sup = self.sup_loss(logits_l, mask_l)
         loss_u = masked_pseudo_loss(logits_u, pseudo_u, conf_u)
         loss = loss_sup + w_u * loss_u
-        logs = {"loss_sup": float(loss_sup), "loss_u": float(loss_u), "w_u": w_u,
-                "conf_ratio": float(conf_u.mean()), **stats}
+        logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u,
+                "conf_ratio": conf_u.mean().item(), **stats}
         if c.itcl:
             loss_itc_l = itc_loss(out["img_emb"][:n_l], out["txt_emb"][:n_l], batch_l["zones"], c.itc_tau)
             loss_itc_u = itc_loss(out["img_emb"][n_l:], out["txt_emb"][n_l:], zones_u, c.itc_tau)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
-            logs.update({"loss_itc_l": float(loss_itc_l), "loss_itc_u": float(loss_itc_u)})
-        logs["loss"] = float(loss)
+            logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
+        logs["loss"] = loss.item()
         return loss, logs
 
     def _itc(self, out: dict, zones: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,7 @@ class Method:
         feats, keep = self.ctx.text(batch_l["text"], dev)
         out = model(batch_l["image"].to(dev), feats, keep)
         loss = self.sup_loss(out["logits"].float(), batch_l["label"].to(dev))
-        return loss, {"loss_sup": float(loss.detach())}
+        return loss, {"loss_sup": loss.item()}
 
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
         """Hook (EMA teacher update)."""
@@ -158,11 +158,14 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
     if cfg.val_max_images and len(data_val) > cfg.val_max_images:
         data_val = random.Random(cfg.seed).sample(data_val, cfg.val_max_images)
     ds_val = eval_dataset(data_val, size) if ctx.is_main else None
-    if ds_u is not None:
+    if cfg.steps_per_epoch:
+        steps = cfg.steps_per_epoch
+    elif ds_u is not None:
         steps = math.ceil(len(ds_u) / (cfg.batch_size_unlabeled * ctx.world))
     else:
         steps = max(math.ceil(len(ds_l) / (cfg.batch_size * ctx.world)), cfg.min_steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg.epochs * steps, cfg.warmup_epochs * steps))
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp() and not torch.cuda.is_bf16_supported())
     start, best, best_epoch, bad, elapsed_before = 0, -1.0, None, 0, 0.0
@@ -186,6 +189,9 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
     for epoch in range(start, cfg.epochs):
         epoch_seed = cfg.seed * 100_003 + epoch
         seed_everything(epoch_seed)
+        ds_l.transform.set_random_state(seed=epoch_seed % 2**32)
+        if ds_u is not None:
+            ds_u.transform.set_random_state(seed=(epoch_seed + 1) % 2**32)
         model.train()
         gen = torch.Generator().manual_seed(epoch_seed)
         it_l = iter(loader(ds_l, 1, False, cfg.num_workers, generator=gen, batch_sampler=EpochBatches(
@@ -207,6 +213,11 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if budget_s:  # follow the wall-clock budget when it runs out before the epochs do
+                share = (time.time() - t0) / budget_s
+                if share * cfg.epochs * steps > sched.last_epoch:
+                    for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+                        group["lr"] = base * sched.lr_lambdas[0](int(share * cfg.epochs * steps))
             method.after_optimizer_step(model, epoch, epoch * steps + step)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -1,0 +1,171 @@
+"""Tiny synthetic data with distractors through every stage: the model must learn and must use the text."""
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from medref_cli.stages.evaluate import EvaluateConfig
+from medref_cli.stages.evaluate import run as evaluate
+from medref_cli.stages.prepare import PrepareConfig
+from medref_cli.stages.prepare import run as prepare
+from medref_cli.synthetic import SampleSpec, write
+from medref_cli.workspace import Workspace
+
+CAPTION = "Unilateral pulmonary infection, one infected area, lower left lung."
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """160 synthetic 64-px images (lesions + distractors), tiny preset, 30 epochs, all labels (~80 s)."""
+    from medref_cli.stages import pretrain
+    from medref_cli.training.setup import TrainRequest
+
+    root = tmp_path_factory.mktemp("e2e")
+    write(root / "raw", SampleSpec("qata", n=160, size=64, seed=0, distractors=True))
+    ws = Workspace.resolve(root / "work")
+    prepare(PrepareConfig("qata", root / "raw", "synth"), ws)
+    info, run = pretrain.run(TrainRequest("pretrain", "supervised", "100%", "synth", preset="tiny",
+                                          overrides={"train": {"epochs": 30}}, name="learn"), ws)
+    return ws, info, run
+
+
+def test_model_learned_and_uses_the_text(trained):
+    ws, info, run = trained
+    assert info.status == "finished" and info.epochs_done == 30
+    summary, out = evaluate(EvaluateConfig("learn"), ws)
+    dice = summary["protocols"]["global"]["dice"]
+    gap = summary["text_ablation"]["gap_global_dice_shuffled"]
+    assert dice > 0.65, summary["protocols"]
+    assert gap > 0.10, summary["text_ablation"]  # the same model with shuffled captions is clearly worse
+    assert summary["text_ablation"]["gap_global_dice_empty"] > 0.10
+    assert set(summary["per_zone"]) == {"L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower"}
+    assert (out / "per_case.csv").read_text().count("\n") == summary["n_images"] + 1
+    assert len(list((out / "overlays").glob("*.png"))) == 6
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and rows[-1]["text_cache_hit_rate"] == 1.0
+    assert (run / "curve.png").is_file() and (run / "config.yaml").is_file() and (run / "split.json").is_file()
+
+
+def test_evaluate_refuses_training_ids_and_leaky_splits(trained, cli):
+    ws, _, run = trained
+    res = cli("evaluate", "learn", "--split", "train_labeled", "--workdir", ws.root)
+    assert res.exit_code == 2 and "trained on" in res.output
+    split = json.loads((run / "split.json").read_text())
+    leaky = dict(split, test=split["test"] + split["train_labeled"][:1])
+    (run / "split.json").write_text(json.dumps(leaky))
+    try:
+        res = cli("evaluate", "learn", "--workdir", ws.root)
+        assert res.exit_code == 2 and "split.json" in res.output
+    finally:
+        (run / "split.json").write_text(json.dumps(split))
+
+
+def test_predict_png_and_nifti(trained, cli, tmp_path):
+    ws, _, _ = trained
+    src = next((ws.dataset_dir("synth") / "images").glob("*.png"))
+    res = cli("predict", "learn", "--image", src, "--text", CAPTION, "--out", tmp_path / "m.png", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    mask = np.asarray(Image.open(tmp_path / "m.png"))
+    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "m_overlay.png").is_file()
+    vol = np.stack([np.asarray(Image.open(src))] * 3, axis=-1).astype(np.float32)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "v.nii.gz")
+    res = cli("predict", "learn", "--image", tmp_path / "v.nii.gz", "--text", CAPTION, "--out",
+              tmp_path / "v_mask.nii.gz", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    out = nib.load(tmp_path / "v_mask.nii.gz")
+    assert out.shape == vol.shape and np.allclose(out.affine, affine)
+    res = cli("predict", "learn", "--image", tmp_path / "nope.png", "--text", CAPTION, "--out", tmp_path / "x.png",
+              "--workdir", ws.root)
+    assert res.exit_code == 2 and "nope.png" in res.output
+
+
+def test_semi_train_and_pseudo_label(trained, cli):
+    ws, _, _ = trained
+    res = cli("split", "-d", "synth", "-l", "25%", "--workdir", ws.root)
+    assert res.exit_code == 0
+    res = cli("semi-train", "-d", "synth", "-l", "25%", "--preset", "tiny", "--epochs", "5", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    run = ws.runs / "semi-medref-synth-25pct-s42"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    for key in ("loss_sup", "loss_u", "w_u", "ema_decay", "conf_ratio", "loss_itc_u"):
+        assert key in last, last
+    assert last["w_u"] > 0 and 0.99 <= last["ema_decay"] < 1
+    res = cli("semi-train", "-d", "synth", "-l", "25%", "--preset", "tiny", "--epochs", "2", "--init", "learn",
+              "--method", "mean-teacher", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    mt = [json.loads(line) for line in (ws.runs / "mean-teacher-synth-25pct-s42" / "metrics.jsonl").read_text().splitlines()]
+    assert mt[0]["w_u"] == 0.0 and mt[1]["w_u"] > 0 and "loss_itc_u" not in mt[1]  # burn-in skipped, no ITCL
+    res = cli("pseudo-label", "semi-medref-synth-25pct-s42", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    pl = run / "pseudo-labels-train_unlabeled"
+    audit = json.loads((pl / "audit.json").read_text())
+    meta = json.loads((pl / "pseudo_labels.json").read_text())
+    assert audit["model"] == "teacher" and audit["n_images"] == len(meta["entries"]) > 0
+    assert audit["with_ground_truth"] == audit["n_images"] and audit["dice_by_confidence"]
+    assert len(list((pl / "masks").glob("*.png"))) == audit["n_images"]
+    res = cli("pretrain", "-d", "synth", "-l", "25%", "--preset", "tiny", "--epochs", "1", "--pseudo-labels", pl,
+              "--name", "self-train", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    assert "96 labelled" in (ws.runs / "self-train" / "log.txt").read_text()
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """Interrupt after epoch 2 of 4, resume: metrics identical to an uninterrupted run (CPU, same seed)."""
+    from medref_cli.stages import pretrain
+    from medref_cli.training import loop
+    from medref_cli.training.setup import TrainRequest
+
+    write(tmp_path / "raw", SampleSpec("qata", n=24, size=64, seed=1))
+    ws = Workspace.resolve(tmp_path / "w")
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), ws)
+
+    def req(name, resume=False):
+        return TrainRequest("pretrain", "supervised", "50%", "s", preset="tiny", name=name, resume=resume,
+                            overrides={"train": {"epochs": 4, "zoom_prob": 1.0}})
+
+    pretrain.run(req("full"), ws)
+    real_plot = loop.plot_curve
+
+    def crash_after_two(run):
+        real_plot(run)
+        if len((run / "metrics.jsonl").read_text().splitlines()) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "plot_curve", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.run(req("cut"), ws)
+    monkeypatch.setattr(loop, "plot_curve", real_plot)
+    pretrain.run(req("cut", resume=True), ws)
+    volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
+
+    def rows(name):
+        return [{k: v for k, v in json.loads(line).items() if k not in volatile}
+                for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(rows("cut")) == 4 and rows("cut") == rows("full")
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    """torchrun with 2 CPU processes (gloo): trains, rank 0 alone writes one run folder."""
+    write(tmp_path / "raw", SampleSpec("qata", n=24, size=64, seed=2))
+    ws = tmp_path / "w"
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), Workspace.resolve(ws))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = torchrun + ["-m", "medref_cli", "pretrain", "-d", "s", "-l", "100%", "--preset", "tiny", "--epochs", "2",
+                      "--workdir", str(ws), "--no-progress"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                                "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = list((ws / "runs").iterdir())
+    assert [r.name for r in runs] == ["pretrain-s-100pct-s42"]
+    rows = (runs[0] / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and (runs[0] / "checkpoint_best.pt").is_file()
+    assert "pretrain supervised: finished" in res.stdout

@@ -1,0 +1,101 @@
+import pickle
+
+import pytest
+import torch
+
+from medref_cli.errors import MedrefError
+from medref_cli.model import checkpoint
+from medref_cli.model.network import MedRefNet, count_parameters
+from medref_cli.model.presets import model_config, resolve
+from medref_cli.model.text_encoder import UNK_POS, FrozenTextEncoder
+from medref_cli.training.transforms import RandFlipTextd
+
+CAP = "Unilateral pulmonary infection, one infected area, lower left lung."
+
+
+@pytest.fixture(scope="module")
+def text():
+    return FrozenTextEncoder(max_tokens=24, cache_size=3)
+
+
+def test_text_encoder_features_and_cache(text):
+    text.reset_stats()
+    feats, keep = text([CAP, CAP, "other"])
+    assert feats.shape == (3, 24, 384) and keep.dtype == torch.bool and keep[0].sum() < 24
+    assert torch.equal(feats[0], feats[1]) and not torch.equal(feats[0], feats[2])
+    calls = text.encoder_calls
+    text([CAP] * 10)
+    assert text.encoder_calls == calls and text.hit_rate > 0.7
+    text(["a", "b", "c", "d"])
+    assert len(text._cache) <= 3  # bounded
+    f_mask, _ = text([CAP.replace("lower left lung", UNK_POS)])
+    assert f_mask.shape == (1, 24, 384)
+    assert not any(p.requires_grad for p in text.encoder.parameters())
+
+
+def test_missing_text_encoder_is_a_clear_error(tmp_path):
+    with pytest.raises(MedrefError, match="--text-encoder"):
+        FrozenTextEncoder(str(tmp_path / "no-such-encoder"))
+
+
+def test_tiny_shapes_and_size(text):
+    cfg = model_config(resolve("tiny")["model"])
+    net = MedRefNet(cfg, text.dim)
+    assert count_parameters(net) < 1_000_000
+    feats, keep = text([CAP, ""])
+    out = net(torch.rand(2, 1, 64, 64), feats, keep)
+    assert out["logits"].shape == (2, 1, 64, 64)
+    assert out["img_emb"].shape == out["txt_emb"].shape == (2, cfg.proj_dim)
+    assert torch.allclose(out["img_emb"].norm(dim=1), torch.ones(2), atol=1e-5)
+    assert torch.isfinite(out["logits"]).all()  # an empty caption does not give NaN attention
+
+
+def test_checkpoint_round_trip(tmp_path, text):
+    cfg_all = resolve("tiny")
+    net = MedRefNet(model_config(cfg_all["model"]), text.dim).eval()
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"config": cfg_all, "preset": "tiny", "text_dim": text.dim, "model": net.state_dict()})
+    model, text2 = checkpoint.build_model(checkpoint.load(path), path)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a = net(x, *text([CAP]))["logits"]
+        b = model(x, *text2([CAP]))["logits"]
+    assert torch.equal(a, b)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_payload_and_junk_are_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    with evil.open("wb") as fh:
+        pickle.dump({"format": "medref-checkpoint", "x": Payload()}, fh)
+    with pytest.raises(MedrefError, match="not a loadable medref checkpoint"):
+        checkpoint.load(evil)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"hello")
+    with pytest.raises(MedrefError, match="junk.pt"):
+        checkpoint.load(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(MedrefError, match="not a medref checkpoint"):
+        checkpoint.load(other)
+
+
+def test_checkpoint_from_other_preset_is_refused(tmp_path, text):
+    net = MedRefNet(model_config(resolve("tiny")["model"]), text.dim)
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"config": resolve("cpu"), "preset": "cpu", "text_dim": text.dim, "model": net.state_dict()})
+    with pytest.raises(MedrefError, match="do not fit"):
+        checkpoint.build_model(checkpoint.load(path), path)
+
+
+def test_flip_swaps_caption_and_zones():
+    t = RandFlipTextd(prob=1.0)
+    img = torch.zeros(1, 4, 4)
+    img[0, :, 0] = 1
+    out = t({"image": img, "text": CAP, "zones": [0, 0, 1, 0, 0, 0]})
+    assert out["image"][0, 0, 3] == 1 and out["text"].endswith("lower right lung.")
+    assert out["zones"] == [0, 0, 0, 0, 0, 1]
