@@ -12,7 +12,7 @@ RAW ?=
 WORKDIR ?= medref-work
 PYTEST_ARGS ?=
 
-.PHONY: venv test reproduce-table1 bench lint sample-data clean
+.PHONY: venv test reproduce-table1 lint sample-data clean
 
 venv: $(VENV)/.installed
 
@@ -28,9 +28,7 @@ test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 reproduce-table1: venv
-	$(BIN)/medref prepare sample --workdir $(WORKDIR) --overwrite
-	$(BIN)/medref split --workdir $(WORKDIR) --dataset qata-mini --labeled 10% --overwrite
-	@echo "reproduce-table1: prepare and split done; the training stages are not built yet (see issues)."
+	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR)
 
 lint: venv
 	$(BIN)/ruff check medref_cli tests

@@ -102,6 +102,64 @@ def read_json(path: Path, produced_by: str) -> Any:
         raise MedrefError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_unlocked(folder: Path) -> None:
+    """Refuse to touch a folder whose lock is held by a live process."""
+    lock = folder / ".lock"
+    try:
+        pid = int(lock.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        raise MedrefError(f"{folder}: in use by process {pid} (lock {lock}); wait for it or stop it")
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Exclusive `<folder>/.lock` holding the writer's pid; a second live writer is refused, a stale lock
+    (its process is gone, e.g. after SIGKILL) is taken over."""
+    lock = folder / ".lock"
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise MedrefError(f"{folder}: in use by process {pid} (lock {lock}); wait for it or stop it") from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Temp folders of `final` left by a killed writer (`.<name>.*.tmp` / `.old`)."""
+    if final.parent.is_dir():
+        for p in final.parent.glob(f".{final.name}.*"):
+            if p.is_dir() and p.name.endswith((".tmp", ".old")):
+                shutil.rmtree(p, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a hidden temp folder beside `final`; on success it replaces `final` in one rename.
@@ -112,6 +170,7 @@ def staged_dir(final: Path, overwrite: bool) -> Iterator[Path]:
     if final.exists() and not overwrite:
         raise MedrefError(f"{final}: already exists; pass --overwrite to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp

@@ -9,7 +9,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from medref_cli.cli import evaluate, prepare, semi, split, train
+from medref_cli.cli import evaluate, prepare, semi, split, table1, train
 from medref_cli.errors import MedrefError
 
 
@@ -37,6 +37,7 @@ app.command("split")(split.split)
 app.command("pretrain")(train.pretrain)
 app.command("evaluate")(evaluate.evaluate)
 app.command("predict")(evaluate.predict)
+app.command("table1")(table1.table1)
 app.command("semi-train")(semi.semi_train)
 app.command("pseudo-label")(semi.pseudo_label)
 

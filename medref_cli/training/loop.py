@@ -8,6 +8,7 @@ takes its shard of every batch list and rank 0 alone writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -30,6 +31,7 @@ from medref_cli.training.data import eval_dataset, loader, train_dataset
 from medref_cli.training.inference import autocast, predict_probs
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, truncate_metrics
+from medref_cli.workspace import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,13 @@ def _cosine(total: int, warmup: int) -> Any:
 
 def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None, data_val: list[dict],
         resume: bool = False) -> RunInfo:
+    """Train until the epochs, the patience or the time budget run out; rank 0 holds the run folder's lock."""
+    with run_lock(ctx.run) if ctx.is_main else contextlib.nullcontext():
+        return _fit(ctx, method, data_l, data_u, data_val, resume)
+
+
+def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None, data_val: list[dict],
+         resume: bool) -> RunInfo:
     cfg = ctx.train
     size = ctx.model_cfg.image_size
     model = ctx.model
@@ -221,7 +230,7 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
             method.after_optimizer_step(model, epoch, epoch * steps + step)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
-        row: dict[str, Any] = {"epoch": epoch, "steps": steps, "lr": sched.get_last_lr()[0],
+        row: dict[str, Any] = {"epoch": epoch, "steps": steps, "lr": opt.param_groups[0]["lr"],
                                **method.reduce_logs(sums, steps), **method.epoch_logs(epoch),
                                "text_cache_hit_rate": round(ctx.text.hit_rate, 4),
                                "epoch_s": round(time.time() - t_epoch, 2)}

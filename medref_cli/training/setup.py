@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import Workspace, check_name
+from medref_cli.workspace import Workspace, check_name, check_unlocked
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
     run = ws.runs / name
     file_cfg = load_yaml(req.config_file) if req.config_file else {}
     preset = req.preset
+    if rank == 0:
+        check_unlocked(run)
     if req.resume:
         if not (run / "checkpoint_latest.pt").is_file():
             raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
@@ -131,6 +133,12 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
 
         config = resolve(preset, file_cfg, str(req.config_file or "config"))
         config = _merge(config, req.overrides, "command-line options")
+        model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
+        train_config(copy.deepcopy(config["train"]), "train")
+        if "method" in config and req.stage == "semi-train":
+            from medref_cli.semi.methods import method_config
+
+            method_config(dict(config["method"], name=req.method), "method")
         if rank == 0:
             if run.exists() and not req.overwrite:
                 raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")
