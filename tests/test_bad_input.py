@@ -127,3 +127,56 @@ def test_manifest_schema_and_escape_are_refused(cli, workdir, tmp_path):
     path.write_text(json.dumps(data))
     res = cli("split", "--dataset", "qata", "--labeled", "50%")
     assert res.exit_code == 2 and "schema version 99" in res.output and "medref prepare" in res.output
+
+
+def test_16bit_and_rgba_images_are_converted(cli, workdir, tmp_path):
+    from PIL import Image
+
+    raw = make_sgseg(tmp_path / "raw")
+    img16 = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).astype(np.uint16)
+    Image.fromarray(img16).save(raw / "images" / "train" / "images" / "Sub-S000.png")
+    rgba = np.dstack([np.full((32, 32), 100, np.uint8)] * 3 + [np.full((32, 32), 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(raw / "images" / "train" / "images" / "Sub-S001.png")
+    assert cli("prepare", "qata", "--raw", raw).exit_code == 0
+    report = json.loads((workdir / "datasets" / "qata" / "prepare_report.json").read_text())
+    fixes = " ".join(f["fix"] for f in report["fixed"])
+    assert "scaled to 8-bit" in fixes and "RGBA converted" in fixes
+    out = np.asarray(Image.open(workdir / "datasets" / "qata" / "images" / "Sub-S000.png"))
+    assert out.dtype == np.uint8 and out.min() == 0 and out.max() == 255
+
+
+@pytest.mark.parametrize("caption", ["Épanchement pleural gauche — 左肺", "x" * 10_000,
+                                     "Bilateral pulmonary infection, many areas."])
+def test_odd_captions_are_kept_and_flagged(cli, workdir, tmp_path, caption):
+    raw = make_sgseg(tmp_path / "raw")
+    _edit_annotation(raw, lambda a: a["train"][0].update(caption=caption))
+    assert cli("prepare", "qata", "--raw", raw).exit_code == 0
+    m = json.loads((workdir / "datasets" / "qata" / "dataset.json").read_text())
+    rec = next(r for r in m["records"] if r["id"] == "Sub-S000")
+    assert rec["caption"] == caption and rec["zones"] == [0] * 6
+    report = json.loads((workdir / "datasets" / "qata" / "prepare_report.json").read_text())
+    assert any("names no zone" in f["fix"] for f in report["fixed"])
+
+
+def test_csv_with_wrong_delimiter(cli, workdir, tmp_path):
+    import shutil
+
+    from conftest import REPO
+
+    raw = tmp_path / "mm"
+    shutil.copytree(REPO / "sample_data" / "mosmed-mini", raw)
+    table = raw / "Train_text.csv"
+    table.write_text(table.read_text().replace(";", "\t"))
+    res = cli("prepare", "mosmed", "--raw", raw)
+    assert res.exit_code == 2 and "Train_text.csv" in res.output and "missing column" in res.output
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x5c\x01\x00\x00garbage", b"\x1f\x8b\x08\x00truncated-gzip"])
+def test_corrupt_nifti_volume(cli, workdir, tmp_path, payload):
+    raw = tmp_path / "nifti"
+    (raw / "images").mkdir(parents=True)
+    (raw / "images" / "vol.nii.gz").write_bytes(payload)
+    (raw / "captions.csv").write_text("Image;text\nvol_0.png;No pulmonary infection, zero infected areas.\n")
+    res = cli("prepare", "mosmed", "--raw", raw)
+    assert res.exit_code == 2 and "vol.nii.gz" in res.output
+    assert not (workdir / "datasets" / "mosmed").exists()

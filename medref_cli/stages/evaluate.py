@@ -77,30 +77,18 @@ def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 
 
 
 def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
-    from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.imaging import read_prepared
-    from medref_cli.model import checkpoint
     from medref_cli.overlays import panel
     from medref_cli.progress import track
     from medref_cli.training.data import eval_dataset, items, loader
     from medref_cli.training.inference import predict_probs
     from medref_cli.training.metrics import confusion, dice_iou, summarize
-    from medref_cli.training.run_dir import load_run, resolve_run
-    from medref_cli.training.setup import pick_device
+    from medref_cli.training.trained_run import open_run
 
-    run_dir = resolve_run(cfg.run, ws.runs)
-    info = load_run(run_dir)
-    spec = load_split(run_dir / "split.json")
-    ids = check_held_out(spec, cfg.split, str(run_dir / "split.json"))
-    manifest, folder = load_dataset(ws, info.dataset)
-    if manifest.dataset_hash != info.dataset_hash:
-        raise MedrefError(f"{folder / 'dataset.json'}: dataset changed since run {run_dir.name} was trained")
-    ckpt_path = run_dir / f"checkpoint_{cfg.checkpoint}.pt"
-    ckpt = checkpoint.load(ckpt_path)
-    model, text = checkpoint.build_model(ckpt, ckpt_path)
-    device = pick_device(cfg.device)
-    model.to(device)
-    text.to_device(device)
+    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    run_dir, info, manifest, folder, model, text, device = (
+        tr.path, tr.info, tr.manifest, tr.folder, tr.model, tr.text, tr.device)
+    ids = check_held_out(tr.spec, cfg.split, str(run_dir / "split.json"))
     size = model.cfg.image_size
     data = [d for d in items(manifest, folder, ids) if "label" in d]
     if not data:

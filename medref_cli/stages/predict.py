@@ -48,22 +48,16 @@ def segment(model, text, image: np.ndarray, caption: str, device: torch.device, 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
     from medref_cli.imaging import load_gray, png_bytes
     from medref_cli.importers import nifti
-    from medref_cli.model import checkpoint
     from medref_cli.overlays import panel
-    from medref_cli.training.run_dir import resolve_run
-    from medref_cli.training.setup import pick_device
+    from medref_cli.training.trained_run import open_run
 
     if not cfg.text.strip():
         raise MedrefError("--text: empty report; give the positional report, e.g. 'Unilateral pulmonary infection, "
                           "one infected area, lower left lung.'")
     if not cfg.image.is_file():
         raise MedrefError(f"{cfg.image}: image not found")
-    run_dir = resolve_run(cfg.run, ws.runs)
-    ckpt_path = run_dir / f"checkpoint_{cfg.checkpoint}.pt"
-    model, text = checkpoint.build_model(checkpoint.load(ckpt_path), ckpt_path)
-    device = pick_device(cfg.device)
-    model.to(device)
-    text.to_device(device)
+    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
+    model, text, device = tr.model, tr.text, tr.device
     written = []
     if is_nifti(cfg.image):
         import nibabel as nib

@@ -22,7 +22,7 @@ from medref_cli.importers import nifti
 from medref_cli.importers.layouts import RawRecord, RawScan, detect
 from medref_cli.progress import track
 from medref_cli.workspace import Workspace, staged_dir, write_json_atomic
-from medref_cli.zones import normalise_caption, parse_zones
+from medref_cli.zones import has_position, normalise_caption, parse_zones
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[
         raise MedrefError(f"{rec.caption.source}: empty caption for {rec.caption.name!r}")
     if caption != " ".join(str(rec.caption.caption).split()):
         fixes.append("caption: trailing '..' reduced to '.'")
+    if not has_position(caption):
+        fixes.append("caption names no zone: zone vector all zeros")
     image, mask = _load_pair(rec, fixes)
     if size is not None and image.shape != (size, size):
         fixes.append(f"resized {image.shape[1]}x{image.shape[0]} -> {size}x{size}")

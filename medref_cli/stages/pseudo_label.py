@@ -50,34 +50,22 @@ def predicted_zones(mask: torch.Tensor) -> list[int]:
 
 
 def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
-    from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.imaging import png_bytes, read_prepared
-    from medref_cli.model import checkpoint
     from medref_cli.progress import track
     from medref_cli.training.data import eval_dataset, items, loader
     from medref_cli.training.inference import predict_probs
     from medref_cli.training.metrics import confusion, summarize
-    from medref_cli.training.run_dir import load_run, resolve_run
-    from medref_cli.training.setup import pick_device
+    from medref_cli.training.trained_run import open_run
 
-    run_dir = resolve_run(cfg.run, ws.runs)
-    info = load_run(run_dir)
-    spec = load_split(run_dir / "split.json")
     if cfg.split not in ("train_unlabeled", "train_labeled", "val", "test"):
         raise MedrefError(f"--split {cfg.split!r}: choose train_unlabeled, train_labeled, val or test")
-    manifest, folder = load_dataset(ws, info.dataset)
-    if manifest.dataset_hash != info.dataset_hash:
-        raise MedrefError(f"{folder / 'dataset.json'}: dataset changed since run {run_dir.name} was trained")
-    ckpt_path = run_dir / f"checkpoint_{cfg.checkpoint}.pt"
-    ckpt = checkpoint.load(ckpt_path)
-    model, text = checkpoint.build_model(ckpt, ckpt_path)
+    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    run_dir, info, spec, manifest, folder, model, text, device = (
+        tr.path, tr.info, tr.spec, tr.manifest, tr.folder, tr.model, tr.text, tr.device)
     used = "student"
-    if cfg.model == "teacher" and "teacher" in ckpt:
-        model.load_state_dict(ckpt["teacher"])
+    if cfg.model == "teacher" and "teacher" in tr.ckpt:
+        model.load_state_dict(tr.ckpt["teacher"])
         used = "teacher"
-    device = pick_device(cfg.device)
-    model.to(device)
-    text.to_device(device)
     ids = list(getattr(spec, cfg.split))
     data = items(manifest, folder, ids, with_labels=False)
     by_id = manifest.by_id()

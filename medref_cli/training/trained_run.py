@@ -1,0 +1,51 @@
+"""Opening a finished run for inference: its record, split, dataset and rebuilt model, checked together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medref_cli.errors import MedrefError
+from medref_cli.workspace import Workspace
+
+
+@dataclass
+class TrainedRun:
+    path: Path
+    info: Any  # RunInfo
+    spec: Any  # SplitSpec
+    manifest: Any  # DatasetManifest, None when not asked for
+    folder: Path | None
+    ckpt: dict[str, Any]
+    model: Any  # MedRefNet in eval mode, on `device`
+    text: Any  # FrozenTextEncoder, on `device`
+    device: Any
+
+
+def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
+             with_dataset: bool = True) -> TrainedRun:
+    """`run` as a folder or a name under `<workdir>/runs/`; `which` = best | latest. With `with_dataset` the
+    prepared dataset is loaded and must be the version the run was trained on."""
+    from medref_cli.artifacts import load_dataset, load_split
+    from medref_cli.model import checkpoint
+    from medref_cli.training.run_dir import load_run, resolve_run
+    from medref_cli.training.setup import pick_device
+
+    if which not in ("best", "latest"):
+        raise MedrefError(f"--checkpoint {which!r}: choose best or latest")
+    path = resolve_run(run, ws.runs)
+    info = load_run(path)
+    spec = load_split(path / "split.json")
+    manifest, folder = None, None
+    if with_dataset:
+        manifest, folder = load_dataset(ws, info.dataset)
+        if manifest.dataset_hash != info.dataset_hash:
+            raise MedrefError(f"{folder / 'dataset.json'}: dataset changed since run {path.name} was trained")
+    ckpt_path = path / f"checkpoint_{which}.pt"
+    ckpt = checkpoint.load(ckpt_path)
+    model, text = checkpoint.build_model(ckpt, ckpt_path)
+    dev = pick_device(device)
+    model.to(dev)
+    text.to_device(dev)
+    return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev)
