@@ -73,6 +73,16 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
     assert json.loads((ws / "runs" / "cut" / "run.json").read_text())["status"] == "finished"
 
 
+def test_seed_drives_split_and_training(cli, workdir):
+    import yaml
+
+    assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
+    assert cli("pretrain", "-d", "qata", "-l", "100%", "--preset", "tiny", "--epochs", "1", "--seed", "7").exit_code == 0
+    run = workdir / "runs" / "pretrain-qata-100pct-s7"
+    assert yaml.safe_load((run / "config.yaml").read_text())["config"]["train"]["seed"] == 7
+    assert json.loads((run / "split.json").read_text())["seed"] == 7
+
+
 def test_resume_without_checkpoint_and_rerun_without_flags_are_refused(cli, workdir):
     assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
     res = cli("pretrain", "-d", "qata", "-l", "50%", "--preset", "tiny", "--resume", "--name", "x")

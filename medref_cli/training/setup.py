@@ -133,6 +133,7 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
 
         config = resolve(preset, file_cfg, str(req.config_file or "config"))
         config = _merge(config, req.overrides, "command-line options")
+        config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
         model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
         train_config(copy.deepcopy(config["train"]), "train")
         if "method" in config and req.stage == "semi-train":
