@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import SubpixelUpsample, UnetOutBlock
@@ -64,9 +62,6 @@ class MedRefNet(nn.Module):
             nn.Linear(text_dim, cfg.proj_dim), nn.LayerNorm(cfg.proj_dim), nn.GELU(),
             nn.Linear(cfg.proj_dim, cfg.proj_dim),
         )
-
-    def config_dict(self) -> dict:
-        return {"model": asdict(self.cfg), "text_dim": self.text_dim}
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor) -> dict[str, torch.Tensor]:
         if image.shape[1] != self.encoder_channels:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 
@@ -23,7 +22,3 @@ def predict_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, tex
     with autocast(device, amp):
         logits = model(image.to(device), feats, keep)["logits"]
     return torch.sigmoid(logits.float()).cpu()
-
-
-def batches(loader) -> Iterator[dict]:  # noqa: ANN001
-    yield from loader
