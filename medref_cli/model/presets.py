@@ -87,11 +87,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+def merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+    """Deep merge of config dicts: `override` wins, nested sections merge key by key (a new copy)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value, f"{where}.{key}")
+            out[key] = merge(out[key], value, f"{where}.{key}")
         else:
             out[key] = value
     return out
@@ -113,8 +114,8 @@ def resolve(preset: str, overrides: dict[str, Any] | None = None, where: str = "
     if preset not in PRESETS:
         raise MedrefError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     base = {"model": asdict(ModelConfig()), "train": asdict(TrainConfig())}
-    base = _merge(base, PRESETS[preset], f"preset {preset}")
-    return _merge(base, overrides or {}, where)
+    base = merge(base, PRESETS[preset], f"preset {preset}")
+    return merge(base, overrides or {}, where)
 
 
 def model_config(values: dict[str, Any], where: str = "model") -> ModelConfig:

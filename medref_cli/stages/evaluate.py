@@ -20,6 +20,7 @@ import json
 import logging
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,11 @@ class EvaluateConfig:
     progress: bool = False
 
 
+@lru_cache(maxsize=8)
 def zone_regions(h: int, w: int) -> torch.Tensor:
-    """`(6, H, W)` bool: L-upper, L-middle, L-lower, R-upper, R-middle, R-lower (image-left = left)."""
+    """`(6, H, W)` bool: L-upper, L-middle, L-lower, R-upper, R-middle, R-lower (image-left = left).
+
+    Cached per size (every image of a split usually shares one): callers must not modify it in place."""
     regions = torch.zeros(6, h, w, dtype=torch.bool)
     rows = [0, h // 3, 2 * h // 3, h]
     for side, (c0, c1) in enumerate(((0, w // 2), (w // 2, w))):
@@ -110,11 +114,12 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
                     f"evaluate {run_dir.name}", cfg.progress)
     for batch in batches:
         n = batch["image"].shape[0]
+        truths = [torch.from_numpy(read_prepared(folder / by_id[rid].mask, is_mask=True)).bool()[None, None]
+                  for rid in batch["id"]]  # read once, scored under every caption variant
         for name, texts in variants.items():
             probs = predict_probs(model, text, batch["image"], texts[pos : pos + n], device)
             for i in range(n):
-                rec = by_id[batch["id"][i]]
-                truth = torch.from_numpy(read_prepared(folder / rec.mask, is_mask=True)).bool()[None, None]
+                truth = truths[i]
                 p = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear", align_corners=False) >= 0.5
                 counts[name].append(confusion(p, truth))
                 if name == "normal":

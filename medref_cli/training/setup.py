@@ -98,7 +98,7 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
 
     from medref_cli.artifacts import load_dataset
     from medref_cli.model.network import MedRefNet, count_parameters
-    from medref_cli.model.presets import model_config, resolve, train_config
+    from medref_cli.model.presets import merge, model_config, resolve, train_config
     from medref_cli.model.text_encoder import FrozenTextEncoder
     from medref_cli.stages import split as split_stage
     from medref_cli.training.loop import RunContext
@@ -129,10 +129,8 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
         saved = yaml.safe_load((run / "config.yaml").read_text())
         preset, config = saved["preset"], saved["config"]
     else:
-        from medref_cli.model.presets import _merge
-
         config = resolve(preset, file_cfg, str(req.config_file or "config"))
-        config = _merge(config, req.overrides, "command-line options")
+        config = merge(config, req.overrides, "command-line options")
         config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
         model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
         train_config(copy.deepcopy(config["train"]), "train")
