@@ -11,8 +11,9 @@ PROFILE ?= sample
 RAW ?=
 WORKDIR ?= medref-work
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: venv test reproduce-table1 lint sample-data clean
+.PHONY: venv test reproduce-table1 bench lint sample-data clean
 
 venv: $(VENV)/.installed
 
@@ -30,8 +31,11 @@ test: venv
 reproduce-table1: venv
 	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR)
 
+bench: venv  # alone on the machine: writes bench/RESULTS.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: venv
-	$(BIN)/ruff check medref_cli tests
+	$(BIN)/ruff check medref_cli tests bench
 
 sample-data: venv
 	rm -rf sample_data && $(BIN)/python -m medref_cli.synthetic sample_data

@@ -97,3 +97,75 @@ def test_wrong_stage_order_names_the_missing_step(cli, workdir, order):
     res = cli(*order)
     assert res.exit_code == 2
     assert "medref prepare" in res.output or "no run folder" in res.output
+
+
+def _tmp_pngs(parent, prefix):
+    return sum(len(list(t.rglob("*.png"))) for t in parent.glob(f".{prefix}.*.tmp")) if parent.is_dir() else 0
+
+
+def _kill_when(proc, ready, what, timeout=240):
+    """SIGKILL `proc` as soon as `ready()` holds; fail if it finished first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    assert proc.poll() is None, f"{what} finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _cmd(*args):
+    return [sys.executable, "-m", "medref_cli", *map(str, args), "--no-progress"]
+
+
+def test_sigkill_mid_prepare_leaves_no_dataset_and_rerun_completes(tmp_path):
+    write(tmp_path / "raw", SampleSpec("qata", n=600, size=96, seed=5))
+    ws = tmp_path / "w"
+    cmd = _cmd("prepare", "qata", "--raw", tmp_path / "raw", "--name", "s", "--workdir", ws)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, lambda: _tmp_pngs(ws / "datasets", "s") >= 20, "prepare")
+    assert not (ws / "datasets" / "s").exists(), "a killed prepare left a dataset under its real name"
+    assert list((ws / "datasets").glob(".s.*.tmp")), "expected the killed writer's temp folder"
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    manifest = json.loads((ws / "datasets" / "s" / "dataset.json").read_text())
+    assert len(manifest["records"]) == 600
+    assert not list((ws / "datasets").glob(".s.*")), "temp folders left behind"
+
+
+def test_sigkill_mid_pseudo_label_leaves_no_output_and_rerun_completes(tmp_path):
+    write(tmp_path / "raw", SampleSpec("qata", n=400, size=64, seed=6))
+    ws = tmp_path / "w"
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), Workspace.resolve(ws))
+    subprocess.run(_cmd("pretrain", "-d", "s", "-l", "5%", "--preset", "tiny", "--epochs", "1", "--name", "r",
+                        "--workdir", ws), check=True, capture_output=True, timeout=300)
+    run = ws / "runs" / "r"
+    cmd = _cmd("pseudo-label", "r", "--workdir", ws)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, lambda: _tmp_pngs(run, "pseudo-labels-train_unlabeled") >= 20, "pseudo-label")
+    out = run / "pseudo-labels-train_unlabeled"
+    assert not out.exists(), "a killed pseudo-label left output under its real name"
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    meta = json.loads((out / "pseudo_labels.json").read_text())
+    n_unlabeled = len(json.loads((run / "split.json").read_text())["train_unlabeled"])
+    assert len(meta["entries"]) == n_unlabeled == len(list((out / "masks").glob("*.png")))
+    assert not list(run.glob(".pseudo-labels-train_unlabeled.*")), "temp folders left behind"
+
+
+def test_semi_train_same_seed_gives_identical_metrics(tmp_path):
+    write(tmp_path / "raw", SampleSpec("qata", n=40, size=64, seed=4))
+    ws = tmp_path / "w"
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), Workspace.resolve(ws))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = _cmd("semi-train", "-d", "s", "-l", "25%", "--preset", "tiny", "--epochs", "3", "--workdir", ws)
+    # burn-in 0 so that every epoch runs the teacher, T-PatchMix, PosAug and ITCL
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("method:\n  burn_in_epochs: 0\n  unsup_ramp_epochs: 1\n  mix_prob: 0.5\n  mix_gate: 0.0\n")
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        subprocess.run(base + ["--config", cfg, "--seed", str(seed), "--name", name], check=True,
+                       capture_output=True, env=env, timeout=300)
+        runs[name] = _metrics(ws / "runs" / name)
+    assert runs["a"][-1].get("t_patchmix_acceptance", 0) > 0 and runs["a"][-1]["w_u"] > 0, runs["a"][-1]
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"], "another seed gave the very same run"

@@ -9,7 +9,7 @@ import typer
 
 Workdir = Annotated[
     Path | None,
-    typer.Option("--workdir", "-w", help="Workspace folder [default: $MEDREF_WORKDIR or ./medref-work]."),
+    typer.Option("--workdir", "-w", help="Workspace folder (default: $MEDREF_WORKDIR or ./medref-work)."),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing artifact of the same name.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bars (also off when not a TTY).")]

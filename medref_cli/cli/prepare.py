@@ -12,7 +12,7 @@ from medref_cli.cli.options import NoProgress, Overwrite, Workdir
 app = typer.Typer(help="Import a raw dataset (any known layout) into the workspace.", no_args_is_help=True)
 
 Raw = Annotated[Path | None, typer.Option("--raw", help="Raw dataset folder (layout is detected).")]
-Name = Annotated[str | None, typer.Option("--name", help="Dataset name in the workspace [default: the kind].")]
+Name = Annotated[str | None, typer.Option("--name", help="Dataset name in the workspace (default: the kind).")]
 Size = Annotated[int | None, typer.Option("--size", help="Resize to SIZE x SIZE (default: keep).")]
 SkipInvalid = Annotated[
     bool, typer.Option("--skip-invalid", help="Skip (and report) unreadable or inconsistent records instead of failing.")

@@ -13,7 +13,7 @@ from medref_cli.cli.options import NoProgress, Workdir
 def table1(
     profile: Annotated[str, typer.Option("--profile", help="sample | qata-cpu | paper (see pipelines/table1.yaml).")]
     = "sample",
-    pipeline: Annotated[Path | None, typer.Option("--pipeline", help="Pipeline YAML [default: pipelines/table1.yaml].")]
+    pipeline: Annotated[Path | None, typer.Option("--pipeline", help="Pipeline YAML (default: pipelines/table1.yaml).")]
     = None,
     raw: Annotated[Path | None, typer.Option("--raw", help="Raw dataset folder for profiles that need one.")] = None,
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the profile.")] = None,

@@ -10,14 +10,14 @@ import typer
 from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Seed, Workdir
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d",
-                                                 help="Prepared dataset [default: the only one in the workspace].")]
+                                                 help="Prepared dataset (default: the only one in the workspace).")]
 Preset = Annotated[str, typer.Option("--preset", help="tiny | cpu | paper.")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML overriding preset fields (model:, train:).")]
 Name = Annotated[str | None, typer.Option("--name", help="Run folder name under <workdir>/runs/.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run from checkpoint_latest.pt.")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override train.epochs.")]
 MaxMinutes = Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock budget (stops after the epoch).")]
-TextEncoder = Annotated[str | None, typer.Option("--text-encoder", help="Local HF encoder dir or hub id [default: minilm].")]
+TextEncoder = Annotated[str | None, typer.Option("--text-encoder", help="Local HF encoder dir or hub id (default: minilm).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 
 

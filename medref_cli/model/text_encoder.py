@@ -72,7 +72,8 @@ class FrozenTextEncoder(torch.nn.Module):
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self.encoder_calls = 0
+        self.encoder_calls = 0  # forward passes of the encoder
+        self.encoded = 0  # captions those passes encoded
 
     @property
     def hit_rate(self) -> float:
@@ -80,7 +81,7 @@ class FrozenTextEncoder(torch.nn.Module):
         return self.hits / total if total else 0.0
 
     def reset_stats(self) -> None:
-        self.hits = self.misses = self.encoder_calls = 0
+        self.hits = self.misses = self.encoder_calls = self.encoded = 0
 
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -90,6 +91,7 @@ class FrozenTextEncoder(torch.nn.Module):
             max_length=self.max_tokens, return_tensors="pt",
         )
         self.encoder_calls += 1
+        self.encoded += len(texts)
         device = next(self.encoder.parameters()).device
         out = self.encoder(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.float().cpu()
         keep = batch["attention_mask"].bool()
