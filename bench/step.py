@@ -10,15 +10,15 @@ import torch
 from monai.losses import DiceCELoss
 
 from bench.workload import Setup, captions, time_per_call
-from medref_cli.semi.ema import ema_update
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.methods import masked_pseudo_loss
 from medref_cli.zones import parse_zones
 
 
 def bare_semi_step(s: Setup, seed: int = 0):  # noqa: ANN201 - () -> None
-    """The semi-medref step's model work on fixed tensors: teacher forward on the unlabelled batch, one
-    student forward/backward on labelled + unlabelled, AdamW, EMA. No loader, no text lookups, no mixing."""
+    """The semi-medref step's model work on fixed tensors, written as plain PyTorch: teacher forward on the
+    unlabelled batch, one student forward/backward on labelled + unlabelled, default AdamW, a loop of `lerp_`
+    for the EMA. No loader, no text lookups, no mixing, none of medref's optimisations."""
     gen = torch.Generator().manual_seed(seed)
     size, b_l, b_u = s.model_cfg.image_size, s.train.batch_size, s.train.batch_size_unlabeled
     img_l = torch.rand(b_l, 1, size, size, generator=gen)
@@ -44,7 +44,9 @@ def bare_semi_step(s: Setup, seed: int = 0):  # noqa: ANN201 - () -> None
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        ema_update(teacher, model, 0.99)
+        with torch.no_grad():
+            for t, p in zip(teacher.parameters(), model.parameters(), strict=True):
+                t.lerp_(p, 0.01)
 
     return step
 
@@ -74,14 +76,15 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
 
 
 def medref_step_seconds(ws, preset: str, steps: int, method: str = "semi-medref") -> tuple[float, dict]:  # noqa: ANN001
-    """Seconds per step of `semi-train` itself (the epoch after a warm-up epoch), from its metrics.jsonl."""
+    """Seconds per step of `semi-train` itself (the third epoch: the first two warm the caches), from its
+    metrics.jsonl."""
     from medref_cli.stages import semi_train
     from medref_cli.training.setup import TrainRequest
 
     name = f"bench-{preset}-{method}"
     req = TrainRequest(stage="semi-train", method=method, labeled="25%", dataset="syn", seed=0, preset=preset,
                        name=name, overwrite=True, overrides={
-                           "train": {"epochs": 2, "steps_per_epoch": steps, "val_max_images": 8, "patience": 99},
+                           "train": {"epochs": 3, "steps_per_epoch": steps, "val_max_images": 8, "patience": 99},
                            "method": {"burn_in_epochs": 0, "unsup_ramp_epochs": 1}})
     semi_train.run(req, ws)
     rows = [json.loads(line) for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
@@ -129,3 +132,27 @@ def profile_ops(s: Setup, steps: int = 3, top: int = 12) -> list[tuple[str, floa
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
     return [(e.key, e.self_cpu_time_total / total, e.self_cpu_time_total / 1000 / steps) for e in events[:top]]
+
+
+def optimisations(s: Setup, repeats: int = 20) -> list[tuple[str, float, float]]:
+    """(change, seconds before, seconds after) for the step-level changes medref keeps."""
+    from medref_cli.semi.ema import ema_update
+    from medref_cli.training.loop import adamw
+
+    model = copy.deepcopy(s.model)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    teacher = copy.deepcopy(model)
+    plain = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    fused = adamw(model, 1e-4, 0.01, torch.device("cpu"))
+
+    def loop_ema() -> None:
+        with torch.no_grad():
+            for t, p in zip(teacher.parameters(), model.parameters(), strict=True):
+                t.lerp_(p, 0.01)
+
+    return [
+        ("AdamW step: default -> fused", time_per_call(plain.step, repeats), time_per_call(fused.step, repeats)),
+        ("EMA update: lerp_ loop -> one _foreach_lerp_", time_per_call(loop_ema, repeats),
+         time_per_call(lambda: ema_update(teacher, model, 0.99), repeats)),
+    ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import platform
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +94,3 @@ def time_per_call(fn: Callable[[], object], repeats: int, warmup: int = 2) -> fl
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
-
-
-def peak_rss_children_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
