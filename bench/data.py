@@ -40,6 +40,24 @@ def loader_images_per_s(ws, s: Setup, steps: int) -> dict:  # noqa: ANN001
             "cached_images": len(ds_l) + len(ds_u)}
 
 
+def loader_with_monai_zoom(ws, s: Setup, steps: int) -> dict:  # noqa: ANN001
+    """`loader_images_per_s` with MONAI's general `RandZoomd` in place of medref's `RandCentreZoomd`."""
+    from monai.transforms import RandZoomd
+
+    from medref_cli.training import data
+
+    def weak(cfg):  # noqa: ANN001, ANN202
+        return [RandZoomd(data.KEYS, prob=cfg.zoom_prob, min_zoom=cfg.zoom[0], max_zoom=cfg.zoom[1],
+                          mode=("bilinear", "nearest"), keep_size=True, padding_mode="edge", allow_missing_keys=True)]
+
+    original = data.weak_transforms
+    data.weak_transforms = weak
+    try:
+        return loader_images_per_s(ws, s, steps)
+    finally:
+        data.weak_transforms = original
+
+
 def prepare_10k(root: Path, n: int, size: int) -> dict:
     """`medref prepare` of `n` synthetic raw images in its own process: wall time and peak RSS.
 

@@ -136,13 +136,14 @@ def profile_ops(s: Setup, steps: int = 3, top: int = 12) -> list[tuple[str, floa
 
 def optimisations(s: Setup, repeats: int = 20) -> list[tuple[str, float, float]]:
     """(change, seconds before, seconds after) for the step-level changes medref keeps."""
-    from medref_cli.semi.ema import ema_update
+    from medref_cli.semi.ema import EmaPair
     from medref_cli.training.loop import adamw
 
     model = copy.deepcopy(s.model)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     teacher = copy.deepcopy(model)
+    pair = EmaPair(teacher, model)
     plain = torch.optim.AdamW(model.parameters(), lr=1e-4)
     fused = adamw(model, 1e-4, 0.01, torch.device("cpu"))
 
@@ -154,5 +155,5 @@ def optimisations(s: Setup, repeats: int = 20) -> list[tuple[str, float, float]]
     return [
         ("AdamW step: default -> fused", time_per_call(plain.step, repeats), time_per_call(fused.step, repeats)),
         ("EMA update: lerp_ loop -> one _foreach_lerp_", time_per_call(loop_ema, repeats),
-         time_per_call(lambda: ema_update(teacher, model, 0.99), repeats)),
+         time_per_call(lambda: pair.update(0.99), repeats)),
     ]

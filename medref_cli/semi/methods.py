@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medref_cli.errors import MedrefError
-from medref_cli.semi.ema import ema_decay, ema_update, unsup_weight
+from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
 from medref_cli.semi.t_patchmix import random_cutmix, t_patchmix
@@ -96,6 +96,7 @@ class TeacherStudent(Method):
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
         self._stats: dict[str, float] = {}
         self._decay = 0.0
+        self._ema: EmaPair | None = None
         self.rng = random.Random(ctx.train.seed)
         self.gen = torch.Generator().manual_seed(ctx.train.seed)
 
@@ -153,7 +154,9 @@ class TeacherStudent(Method):
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
         c = self.cfg
         self._decay = ema_decay(epoch, c.burn_in_epochs, c.ema_ramp_epochs, c.ema_start, c.ema_end)
-        ema_update(self.teacher, model, self._decay)
+        if self._ema is None or self._ema.student_id != id(model):
+            self._ema = EmaPair(self.teacher, model)
+        self._ema.update(self._decay)
 
     def eval_module(self, model: nn.Module) -> nn.Module:
         return self.teacher if self.cfg.eval_model == "teacher" else model

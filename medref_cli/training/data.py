@@ -18,13 +18,12 @@ from monai.transforms import (
     Compose,
     CopyItemsd,
     RandGaussianSmoothd,
-    RandZoomd,
     Resized,
 )
 
 from medref_cli.artifacts import DatasetManifest
 from medref_cli.model.presets import TrainConfig
-from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandFlipTextd
+from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandCentreZoomd, RandFlipTextd
 
 KEYS = ("image", "label")
 set_track_meta(False)
@@ -53,8 +52,7 @@ def base_transforms(size: int) -> list:
 def weak_transforms(cfg: TrainConfig) -> list:
     out: list = []
     if cfg.zoom_prob > 0:
-        out.append(RandZoomd(KEYS, prob=cfg.zoom_prob, min_zoom=cfg.zoom[0], max_zoom=cfg.zoom[1],
-                             mode=("bilinear", "nearest"), keep_size=True, allow_missing_keys=True))
+        out.append(RandCentreZoomd(KEYS, prob=cfg.zoom_prob, min_zoom=cfg.zoom[0], max_zoom=cfg.zoom[1]))
     if cfg.hflip_prob > 0:
         out.append(RandFlipTextd(KEYS, prob=cfg.hflip_prob))
     return out

@@ -85,3 +85,48 @@ class RandBrightnessContrastd(RandomizableTransform, MapTransform):
             mean = img.mean()
             d[key] = ((img - mean) * self.contrast + mean).clamp(0.0, 1.0)
         return d
+
+
+class RandCentreZoomd(RandomizableTransform, MapTransform):
+    """Zoom about the centre by one factor drawn from [min_zoom, max_zoom], keeping the size: resize, then
+    centre-crop (zoom in) or edge-pad (zoom out). Images bilinear, `label` nearest. Same result as MONAI's
+    `RandZoomd(keep_size=True, padding_mode="edge")` at 4-5x less cost per item (one `interpolate`, one slice
+    or `pad`; MONAI's general version spent 72 % of the loader's time here, bench/RESULTS.md)."""
+
+    def __init__(self, keys: Sequence[str], prob: float, min_zoom: float, max_zoom: float,
+                 allow_missing_keys: bool = True) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.min_zoom, self.max_zoom = min_zoom, max_zoom
+        self.factor = 1.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.factor = float(self.R.uniform(self.min_zoom, self.max_zoom))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = centre_zoom(d[key], self.factor, nearest=key == "label")
+        return d
+
+
+def centre_zoom(img: torch.Tensor, factor: float, nearest: bool = False) -> torch.Tensor:
+    """`(C, H, W)` -> zoomed by `factor` about the centre, same `(C, H, W)`."""
+    import torch.nn.functional as F
+
+    h, w = img.shape[-2:]
+    zh, zw = max(1, int(h * factor)), max(1, int(w * factor))  # floor, as MONAI
+    if (zh, zw) == (h, w):
+        return img
+    mode = {"mode": "nearest"} if nearest else {"mode": "bilinear", "align_corners": False}
+    out = F.interpolate(img[None], size=(zh, zw), **mode)[0]
+    if zh >= h and zw >= w:
+        top, left = (zh - h) // 2, (zw - w) // 2
+        return out[:, top : top + h, left : left + w].contiguous()
+    ph, pw = h - zh, w - zw
+    out = F.pad(out[None], (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")[0]
+    return out
