@@ -34,7 +34,8 @@ def semi_train(
     no_pos_aug: Annotated[bool, typer.Option("--no-pos-aug", help="Ablation: no PosAug.")] = False,
     no_itcl: Annotated[bool, typer.Option("--no-itcl", help="Ablation: no ITCL.")] = False,
     init: Annotated[str | None, typer.Option("--init", help="Start from a pretrain run (skips burn-in).")] = None,
-    eval_model: Annotated[str, typer.Option("--eval-model", help="student | teacher.")] = "student",
+    eval_model: Annotated[str | None, typer.Option(
+        "--eval-model", help="student | teacher (default: the config's method.eval_model, else student).")] = None,
     pseudo_labels: PseudoLabels = None,
     seed: Seed = 42,
     preset: Preset = "cpu",
@@ -56,7 +57,7 @@ def semi_train(
     from medref_cli.workspace import Workspace
 
     ov = overrides(epochs, max_minutes, text_encoder)
-    ov["method"] = {"eval_model": eval_model}
+    ov["method"] = {"eval_model": eval_model} if eval_model else {}
     for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl")):
         if flag:
             ov["method"][key] = False

@@ -4,8 +4,9 @@ Weak view (SPEC 3.1): resize, mild random zoom (+ optional caption-aware flip), 
 Strong view: the weak image copied to `image_s`, then brightness/contrast jitter (0.2, p 0.8) and Gaussian
 blur (p 0.5): same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`.
 
-MONAI's metadata tracking is switched off: nothing here reads `MetaTensor.meta`, and tracking it made the
-training loader 2.7x slower (bench/RESULTS.md, data pipeline).
+MONAI's metadata tracking is switched off: nothing here reads `MetaTensor.meta`, tracking it made the
+training loader about 2x slower, and a MetaTensor batch sent every model op through `__torch_function__`
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
