@@ -4,7 +4,8 @@ Weak view (SPEC 3.1): resize, mild random zoom (+ optional caption-aware flip), 
 Strong view: the weak image copied to `image_s`, then brightness/contrast jitter (0.2, p 0.8) and Gaussian
 blur (p 0.5): same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`.
 
-MONAI's metadata tracking is switched off: nothing here reads `MetaTensor.meta`, tracking it made the
+MONAI's metadata tracking is switched off on import (`set_track_meta(False)` is process-wide, so it also
+applies to a caller's own MONAI transforms): nothing here reads `MetaTensor.meta`, tracking it made the
 training loader about 2x slower, and a MetaTensor batch sent every model op through `__torch_function__`
 (bench/RESULTS.md).
 """
