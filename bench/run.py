@@ -60,8 +60,8 @@ def loop_overhead(rep: Report, ws, quick: bool) -> dict:  # noqa: ANN001
     for preset, steps in (("tiny", 10 if quick else 30), ("cpu", 4 if quick else 10)):
         s = setup(preset)
         bare = time_per_call(bstep.bare_semi_step(s), repeats=steps // 2 + 1)
-        ours, row = bstep.medref_step_seconds(ws, preset, steps)
-        per[preset] = {"bare": bare, "ours": ours, "row": row, "setup": s}
+        ours = bstep.medref_step_seconds(ws, preset, steps)
+        per[preset] = {"bare": bare, "ours": ours, "setup": s}
         rows.append([preset, f"{s.train.batch_size}+{s.train.batch_size_unlabeled} @ {s.model_cfg.image_size} px",
                      ours, bare, ours / bare, "<= 1.10", _met(ours / bare <= 1.10)])
     rep.table("Loop overhead: `semi-train` step vs a bare PyTorch step",
@@ -124,8 +124,8 @@ def kept_changes(rep: Report, per: dict, ws) -> None:  # noqa: ANN001
               "loader.")
 
 
-def text_cache(rep: Report, quick: bool) -> None:
-    s = setup("cpu")
+def text_cache(rep: Report, per: dict, quick: bool) -> None:
+    s = per["cpu"]["setup"]
     n = 1000 if quick else 5716
     r = bstep.text_cache(s, n, 32)
     on, off = r["on"], r["off"]
@@ -137,7 +137,6 @@ def text_cache(rep: Report, quick: bool) -> None:
               f"**{n / max(1, on['encoded']):.0f}x** (target >= 20x: {_met(n / max(1, on['encoded']) >= 20)}); "
               f"encoder forward passes: {off['calls']} off vs {on['calls']} on. Step-time gain: "
               f"{off['per_batch_s'] - on['per_batch_s']:.4f} s per step of 32 captions.")
-    return r
 
 
 def loader(rep: Report, ws, per: dict, quick: bool) -> None:  # noqa: ANN001
@@ -164,7 +163,7 @@ def scale(rep: Report, root: Path, ws, quick: bool) -> None:  # noqa: ANN001
               f"Writing the raw synthetic set took {p['raw_write_s']:.0f} s (not counted).")
     rows = []
     for ablation in (False, True):
-        e = bdata.evaluate_images_per_s(ws, "bench-cpu-semi-medref", ablation)
+        e = bdata.evaluate_images_per_s(ws, bstep.run_name("cpu"), ablation)
         rows.append(["3 (caption, shuffled, empty)" if ablation else "1 (caption)", e["images"], e["seconds"],
                      e["images_per_s"]])
     rep.table("`evaluate` throughput (cpu preset, test split, 128 px)",
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         per = loop_overhead(rep, ws, args.quick)
         machine_limit(rep, per)
         kept_changes(rep, per, ws)
-        text_cache(rep, args.quick)
+        text_cache(rep, per, args.quick)
         loader(rep, ws, per, args.quick)
         scale(rep, root, ws, args.quick)
         compile_trial(rep, args.with_compile)

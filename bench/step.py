@@ -75,20 +75,25 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / sec
 
 
-def medref_step_seconds(ws, preset: str, steps: int, method: str = "semi-medref") -> tuple[float, dict]:  # noqa: ANN001
+def run_name(preset: str) -> str:
+    """The run folder `medref_step_seconds` trains (and `evaluate` throughput is measured on)."""
+    return f"bench-{preset}-semi-medref"
+
+
+def medref_step_seconds(ws, preset: str, steps: int) -> float:  # noqa: ANN001
     """Seconds per step of `semi-train` itself (the third epoch: the first two warm the caches), from its
     metrics.jsonl."""
     from medref_cli.stages import semi_train
     from medref_cli.training.setup import TrainRequest
 
-    name = f"bench-{preset}-{method}"
-    req = TrainRequest(stage="semi-train", method=method, labeled="25%", dataset="syn", seed=0, preset=preset,
+    name = run_name(preset)
+    req = TrainRequest(stage="semi-train", method="semi-medref", labeled="25%", dataset="syn", seed=0, preset=preset,
                        name=name, overwrite=True, overrides={
                            "train": {"epochs": 3, "steps_per_epoch": steps, "val_max_images": 8, "patience": 99},
                            "method": {"burn_in_epochs": 0, "unsup_ramp_epochs": 1}})
     semi_train.run(req, ws)
-    rows = [json.loads(line) for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
-    return rows[-1]["epoch_s"] / steps, rows[-1]
+    last = json.loads((ws.runs / name / "metrics.jsonl").read_text().splitlines()[-1])
+    return last["epoch_s"] / steps
 
 
 def text_cache(s: Setup, n_samples: int, batch: int) -> dict:
@@ -99,12 +104,13 @@ def text_cache(s: Setup, n_samples: int, batch: int) -> dict:
     out = {}
     for label, size in (("on", s.train.text_cache_size), ("off", 0)):
         enc = FrozenTextEncoder(s.model_cfg.text_encoder, s.model_cfg.max_tokens, size)
-        enc.reset_stats()
+        starts = range(0, n_samples, batch)
         t = time.perf_counter()
-        for i in range(0, n_samples, batch):
+        for i in starts:
             enc(stream[i : i + batch])
-        out[label] = {"seconds": time.perf_counter() - t, "calls": enc.encoder_calls, "encoded": enc.encoded,
-                      "per_batch_s": (time.perf_counter() - t) / max(1, n_samples // batch)}
+        sec = time.perf_counter() - t
+        out[label] = {"seconds": sec, "calls": enc.encoder_calls, "encoded": enc.encoded,
+                      "per_batch_s": sec / len(starts)}
     out["samples"] = n_samples
     out["unique"] = len(set(stream))
     return out

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import platform
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,10 +52,8 @@ def synthetic_workspace(root: Path, n: int, size: int = 128, seed: int = 0) -> W
 
 @dataclass
 class Setup:
-    preset: str
     model_cfg: ModelConfig
     train: TrainConfig
-    method: dict
     model: MedRefNet
     text: FrozenTextEncoder
 
@@ -63,22 +64,24 @@ def setup(preset: str, seed: int = 0, model: dict | None = None, **train_overrid
     tcfg = train_config(copy.deepcopy(config["train"]), "train")
     torch.manual_seed(seed)
     text = FrozenTextEncoder(mcfg.text_encoder, mcfg.max_tokens, tcfg.text_cache_size)
-    return Setup(preset, mcfg, tcfg, dict(config.get("method", {})), MedRefNet(mcfg, text.dim), text)
+    return Setup(mcfg, tcfg, MedRefNet(mcfg, text.dim), text)
+
+
+@functools.lru_cache(maxsize=1)
+def _caption_pool() -> tuple[str, ...]:
+    """Real QaTa train captions when ../shared/data is there, else 5716 synthetic ones in the same grammar."""
+    ann = Path(__file__).resolve().parents[2] / "shared" / "data" / "qata-cov19" / "prompts" / "annotation.json"
+    if ann.is_file():
+        return tuple(e["caption"] for e in json.loads(ann.read_text())["train"])
+    from medref_cli.zones import caption_from_zones
+
+    rnd = random.Random(0)
+    return tuple(caption_from_zones([rnd.random() < 0.3 for _ in range(5)] + [True]) for _ in range(5716))
 
 
 def captions(n: int, seed: int = 0) -> list[str]:
-    """Real QaTa captions when ../shared/data is there, else synthetic ones in the same grammar."""
-    import json
-    import random
-
-    ann = Path(__file__).resolve().parents[2] / "shared" / "data" / "qata-cov19" / "prompts" / "annotation.json"
-    if ann.is_file():
-        pool = [e["caption"] for e in json.loads(ann.read_text())["train"]]
-    else:
-        from medref_cli.zones import caption_from_zones
-
-        rnd = random.Random(seed)
-        pool = [caption_from_zones([rnd.random() < 0.3 for _ in range(5)] + [True]) for _ in range(5716)]
+    """`n` captions drawn (seeded) from the QaTa caption pool."""
+    pool = _caption_pool()
     rnd = random.Random(seed)
     return [rnd.choice(pool) for _ in range(n)]
 

@@ -45,6 +45,24 @@ def test_second_writer_is_refused_and_stale_lock_taken_over(cli, workdir):
     assert not (run / ".lock").exists()
 
 
+def _tmp_pngs(parent, prefix):
+    return sum(len(list(t.rglob("*.png"))) for t in parent.glob(f".{prefix}.*.tmp")) if parent.is_dir() else 0
+
+
+def _kill_when(proc, ready, what, timeout=240):
+    """SIGKILL `proc` as soon as `ready()` holds; fail if it finished first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    assert proc.poll() is None, f"{what} finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _cmd(*args):
+    return [sys.executable, "-m", "medref_cli", *map(str, args), "--no-progress"]
+
+
 def _metrics(run):
     volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
     return [{k: v for k, v in json.loads(line).items() if k not in volatile}
@@ -56,16 +74,12 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
     ws = tmp_path / "w"
     prepare(PrepareConfig("qata", tmp_path / "raw", "s"), Workspace.resolve(ws))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "medref_cli", "pretrain", "-d", "s", "-l", "50%", "--preset", "tiny",
-            "--epochs", "4", "--workdir", str(ws), "--no-progress"]
+    base = _cmd("pretrain", "-d", "s", "-l", "50%", "--preset", "tiny", "--epochs", "4", "--workdir", ws)
     subprocess.run(base + ["--name", "full"], check=True, capture_output=True, env=env, timeout=300)
     proc = subprocess.Popen(base + ["--name", "cut"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     metrics = ws / "runs" / "cut" / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # mid-way through epoch 2 (or just after its checkpoint)
-    proc.wait()
+    # mid-way through epoch 2 (or just after its checkpoint)
+    _kill_when(proc, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, "training")
     assert len(metrics.read_text().splitlines()) < 4, "the run finished before it could be killed"
     res = subprocess.run(base + ["--name", "cut", "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-1500:]
@@ -97,24 +111,6 @@ def test_wrong_stage_order_names_the_missing_step(cli, workdir, order):
     res = cli(*order)
     assert res.exit_code == 2
     assert "medref prepare" in res.output or "no run folder" in res.output
-
-
-def _tmp_pngs(parent, prefix):
-    return sum(len(list(t.rglob("*.png"))) for t in parent.glob(f".{prefix}.*.tmp")) if parent.is_dir() else 0
-
-
-def _kill_when(proc, ready, what, timeout=240):
-    """SIGKILL `proc` as soon as `ready()` holds; fail if it finished first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.01)
-    assert proc.poll() is None, f"{what} finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def _cmd(*args):
-    return [sys.executable, "-m", "medref_cli", *map(str, args), "--no-progress"]
 
 
 def test_sigkill_mid_prepare_leaves_no_dataset_and_rerun_completes(tmp_path):

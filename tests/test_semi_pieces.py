@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medref_cli.model.text_encoder import UNK_POS
-from medref_cli.semi.ema import ema_decay, ema_update, unsup_weight
+from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss, soft_positives
 from medref_cli.semi.pos_aug import FUZZ, pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, rewrite, t_patchmix
@@ -191,16 +191,17 @@ def test_ema_decay_zero_copies_and_one_keeps():
     student[1].running_mean.fill_(3.0)
     student[1].num_batches_tracked.fill_(7)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    ema_update(teacher, student, 1.0)
+    pair = EmaPair(teacher, student)  # one pair, two updates: its cached tensor lists stay live
+    pair.update(1.0)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items() if v.is_floating_point())
-    ema_update(teacher, student, 0.0)
+    pair.update(0.0)
     assert all(torch.equal(student.state_dict()[k], v) for k, v in teacher.state_dict().items())
 
 
 def test_ema_mid_decay_is_the_convex_mix():
     teacher, student = _net(), _net()
     t0 = teacher[0].weight.detach().clone()
-    ema_update(teacher, student, 0.9)
+    EmaPair(teacher, student).update(0.9)
     assert torch.allclose(teacher[0].weight, 0.9 * t0 + 0.1 * student[0].weight)
 
 

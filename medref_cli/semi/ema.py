@@ -16,7 +16,6 @@ class EmaPair:
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module) -> None:
-        self.student_id = id(student)
         pairs = list(zip(teacher.parameters(), student.parameters(), strict=True))
         pairs += list(zip(teacher.buffers(), student.buffers(), strict=True))
         self.t_float = [t for t, _ in pairs if t.dtype.is_floating_point]
@@ -29,11 +28,6 @@ class EmaPair:
             torch._foreach_lerp_(self.t_float, self.s_float, 1.0 - decay)
         for t, s in self.ints:
             t.copy_(s)
-
-
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """One EMA step (see `EmaPair`; keep an `EmaPair` to update every step)."""
-    EmaPair(teacher, student).update(decay)
 
 
 def ema_decay(epoch: float, burn_in: int, ramp: int, start: float = 0.99, end: float = 0.999) -> float:

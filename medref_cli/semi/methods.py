@@ -96,7 +96,7 @@ class TeacherStudent(Method):
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
         self._stats: dict[str, float] = {}
         self._decay = 0.0
-        self._ema: EmaPair | None = None
+        self._ema = EmaPair(self.teacher, ctx.model)  # `fit` passes ctx.model to after_optimizer_step
         self.rng = random.Random(ctx.train.seed)
         self.gen = torch.Generator().manual_seed(ctx.train.seed)
 
@@ -154,8 +154,6 @@ class TeacherStudent(Method):
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
         c = self.cfg
         self._decay = ema_decay(epoch, c.burn_in_epochs, c.ema_ramp_epochs, c.ema_start, c.ema_end)
-        if self._ema is None or self._ema.student_id != id(model):
-            self._ema = EmaPair(self.teacher, model)
         self._ema.update(self._decay)
 
     def eval_module(self, model: nn.Module) -> nn.Module:
