@@ -173,6 +173,50 @@ def test_itc_hand_computed_3x3():
     assert itc_loss(img, txt, zones, tau).item() == pytest.approx(expected, rel=1e-6)
 
 
+def _itc_reference(img, txt, zones, tau, empty_positive):
+    """Plain-Python SPEC 3.4: L_i2t over rows of P, L_t2i over rows of P^T, each row normalised on its own."""
+    b = len(img)
+    dot = [[sum(x * y for x, y in zip(img[a], txt[c], strict=True)) / tau for c in range(b)] for a in range(b)]
+
+    def pos(a, c):
+        if a == c:
+            return 1.0
+        inter = sum(x & y for x, y in zip(zones[a], zones[c], strict=True))
+        union = sum(x | y for x, y in zip(zones[a], zones[c], strict=True))
+        return inter / union if union else (1.0 if empty_positive else 0.0)
+
+    def direction(logit, p):
+        total = 0.0
+        for a in range(b):
+            lse = math.log(sum(math.exp(v) for v in logit[a]))
+            total -= sum(p(a, c) * (logit[a][c] - lse) for c in range(b)) / sum(p(a, c) for c in range(b))
+        return total / b
+
+    transposed = [[dot[c][a] for c in range(b)] for a in range(b)]
+    return (direction(dot, pos) + direction(transposed, lambda a, c: pos(c, a))) / 2
+
+
+@pytest.mark.parametrize(("zones", "empty_positive"), [
+    ([[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [1, 1, 1, 0, 0, 0]], True),  # unequal row sums
+    ([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], True),
+    ([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], False),  # official
+    ([[0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0]], True),
+])
+def test_itc_matches_the_plain_python_reference(zones, empty_positive):
+    gen = torch.Generator().manual_seed(len(zones) + int(empty_positive))
+    img = torch.nn.functional.normalize(torch.randn(4, 5, generator=gen), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(4, 5, generator=gen), dim=1)
+    expected = _itc_reference(img.tolist(), txt.tolist(), zones, 0.07, empty_positive)
+    got = itc_loss(img, txt, torch.tensor(zones), 0.07, empty_positive).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_positives_empty_pair_field():
+    zones = torch.zeros(2, 6, dtype=torch.long)
+    assert soft_positives(zones, True)[0, 1] == 1 and soft_positives(zones, False)[0, 1] == 0
+    assert soft_positives(zones, False)[0, 0] == 1
+
+
 def test_itc_prefers_aligned_embeddings():
     zones = torch.eye(6, dtype=torch.long)[:4]
     aligned = torch.nn.functional.normalize(torch.eye(4, 8), dim=1)
@@ -210,6 +254,9 @@ def test_unsup_weight_ramp_ref(epoch, w):
     assert unsup_weight(epoch, 5, 15, 0.3) == pytest.approx(w)
 
 
-@pytest.mark.parametrize(("epoch", "d"), [(0, 0.0), (4, 0.0), (5, 0.99), (15, 0.9945), (25, 0.999), (90, 0.999)])
-def test_ema_decay_ramp_ref(epoch, d):
-    assert ema_decay(epoch, 5, 20) == pytest.approx(d)
+@pytest.mark.parametrize(("epoch", "mode", "d"), [
+    (0, "ema", 0.99), (4, "ema", 0.99), (0, "copy", 0.0), (4, "copy", 0.0),  # burn-in: ref keeps averaging
+    (5, "ema", 0.99), (15, "ema", 0.9945), (25, "copy", 0.999), (90, "ema", 0.999),
+])
+def test_ema_decay_ramp_ref(epoch, mode, d):
+    assert ema_decay(epoch, 5, 20, burn_in_teacher=mode) == pytest.approx(d)

@@ -30,6 +30,8 @@ def semi_train(
     dataset: DatasetOpt = None,
     method: Annotated[str, typer.Option("--method", help="semi-medref | mean-teacher | cutmix | supervised.")]
     = "semi-medref",
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", help="medref | official (default: the config's method.recipe, else medref).")] = None,
     no_t_patchmix: Annotated[bool, typer.Option("--no-t-patchmix", help="Ablation: no T-PatchMix.")] = False,
     no_pos_aug: Annotated[bool, typer.Option("--no-pos-aug", help="Ablation: no PosAug.")] = False,
     no_itcl: Annotated[bool, typer.Option("--no-itcl", help="Ablation: no ITCL.")] = False,
@@ -58,6 +60,8 @@ def semi_train(
 
     ov = overrides(epochs, max_minutes, text_encoder)
     ov["method"] = {"eval_model": eval_model} if eval_model else {}
+    if recipe:
+        ov["method"]["recipe"] = recipe
     for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl")):
         if flag:
             ov["method"][key] = False

@@ -63,19 +63,26 @@ class MedRefNet(nn.Module):
             nn.Linear(cfg.proj_dim, cfg.proj_dim),
         )
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor, feature_dropout: float = 0.0,
+                perturb_from: int = 0, embed_only: bool = False) -> dict[str, torch.Tensor]:
+        """`feature_dropout` > 0 (training only): channel dropout on every encoder feature map of the images
+        from index `perturb_from` on (UniMatch's feature perturbation). `embed_only`: the ITCL embeddings alone
+        (encoder and heads, no decoder)."""
         if image.shape[1] != self.encoder_channels:
             image = image.expand(-1, self.encoder_channels, -1, -1)
         feats = self.encoder(pixel_values=image, output_hidden_states=True).hidden_states[1:]  # strides 4..32
+        if feature_dropout > 0 and self.training:
+            feats = [torch.cat([f[:perturb_from], F.dropout2d(f[perturb_from:], feature_dropout)]) for f in feats]
+        keep = text_keep.unsqueeze(-1).to(text.dtype)
+        txt_mean = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        out = {"img_emb": F.normalize(self.img_proj(feats[3].mean(dim=(2, 3))), dim=-1),
+               "txt_emb": F.normalize(self.txt_proj(txt_mean), dim=-1)}
+        if embed_only:
+            return out
         x = feats[3]
         for stage, skip in zip(self.stages, (feats[2], feats[1], feats[0]), strict=True):
             x = stage(x, skip, text, text_keep)
-        logits = self.out(self.upsample(x))
-        keep = text_keep.unsqueeze(-1).to(text.dtype)
-        txt_mean = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        img_emb = F.normalize(self.img_proj(feats[3].mean(dim=(2, 3))), dim=-1)
-        txt_emb = F.normalize(self.txt_proj(txt_mean), dim=-1)
-        return {"logits": logits, "img_emb": img_emb, "txt_emb": txt_emb}
+        return {"logits": self.out(self.upsample(x)), **out}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -30,10 +30,12 @@ class EmaPair:
             t.copy_(s)
 
 
-def ema_decay(epoch: float, burn_in: int, ramp: int, start: float = 0.99, end: float = 0.999) -> float:
-    """0 during burn-in (teacher copies the student), then start -> end linearly over `ramp` epochs."""
+def ema_decay(epoch: float, burn_in: int, ramp: int, start: float = 0.99, end: float = 0.999,
+              burn_in_teacher: str = "ema") -> float:
+    """During burn-in: `start` (the teacher keeps averaging, ref) or 0 (`copy`: it copies the student); then
+    start -> end linearly over `ramp` epochs."""
     if epoch < burn_in:
-        return 0.0
+        return start if burn_in_teacher == "ema" else 0.0
     if ramp <= 0:
         return end
     return start + (end - start) * min(1.0, (epoch - burn_in) / ramp)

@@ -5,21 +5,33 @@ from __future__ import annotations
 import torch
 
 
-def soft_positives(zones: torch.Tensor) -> torch.Tensor:
-    """zones `(B, 6)` {0,1} -> `(B, B)` float: |a ∧ b| / |a ∨ b|, 1 where both are empty, 1 on the diagonal."""
+def soft_positives(zones: torch.Tensor, empty_positive: bool = True) -> torch.Tensor:
+    """zones `(B, 6)` {0,1} -> `(B, B)` float: |a ∧ b| / |a ∨ b|, 1 on the diagonal.
+
+    Two empty vectors ("no infection", or no position) count as positives (1) when `empty_positive` (SPEC 3.4)
+    and as 0 otherwise (the official code).
+    """
     z = zones.float()
     inter = z @ z.T
     union = z.sum(1, keepdim=True) + z.sum(1)[None, :] - inter
-    pos = torch.where(union > 0, inter / union.clamp(min=1e-9), torch.ones_like(inter))
+    both_empty = torch.full_like(inter, 1.0 if empty_positive else 0.0)
+    pos = torch.where(union > 0, inter / union.clamp(min=1e-9), both_empty)
     pos.fill_diagonal_(1.0)
     return pos
 
 
-def itc_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, zones: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
-    """img_emb, txt_emb `(B, P)` L2-normalised, zones `(B, 6)` -> scalar loss (L_i2t + L_t2i) / 2."""
-    logits = img_emb.float() @ txt_emb.float().T / tau
-    pos = soft_positives(zones).to(logits.device)
+def _soft_ce(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """-mean_a sum_b w_ab log softmax_b(logits_ab), w = each row of `pos` normalised to sum 1."""
     weights = pos / pos.sum(1, keepdim=True)
-    i2t = -(weights * torch.log_softmax(logits, dim=1)).sum(1).mean()
-    t2i = -(weights.T.contiguous() * torch.log_softmax(logits.T, dim=1)).sum(1).mean()
-    return (i2t + t2i) / 2
+    return -(weights * torch.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def itc_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, zones: torch.Tensor, tau: float = 0.07,
+             empty_positive: bool = True) -> torch.Tensor:
+    """img_emb, txt_emb `(B, P)` L2-normalised, zones `(B, 6)` -> scalar loss (L_i2t + L_t2i) / 2.
+
+    t2i uses the transposed logits and the rows of P^T, each normalised on its own (P is symmetric for Jaccard
+    positives, so this equals normalising the columns of P)."""
+    logits = img_emb.float() @ txt_emb.float().T / tau
+    pos = soft_positives(zones, empty_positive).to(logits.device)
+    return (_soft_ce(logits, pos) + _soft_ce(logits.T, pos.T)) / 2

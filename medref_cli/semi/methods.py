@@ -7,81 +7,55 @@
 | cutmix        | EMA     | pseudo-label    | random CutMix, text kept| -      | -    |
 | semi-medref   | EMA     | pseudo-label    | T-PatchMix              | yes    | yes  |
 
-The ablations switch off `t_patchmix`, `pos_aug` or `itcl` of semi-medref.
+The ablations switch off `t_patchmix`, `pos_aug` or `itcl` of semi-medref; `recipes.py` holds the config.
 """
 
 from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medref_cli.errors import MedrefError
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
-from medref_cli.semi.t_patchmix import random_cutmix, t_patchmix
+from medref_cli.semi.recipes import MethodConfig
+from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, t_patchmix
 from medref_cli.training.loop import Method, RunContext
-from medref_cli.zones import parse_zones
-
-METHODS = ("supervised", "mean-teacher", "cutmix", "semi-medref")
-
-
-@dataclass
-class MethodConfig:
-    """Every (ref) number of SPEC 3 is a field here."""
-
-    name: str = "semi-medref"
-    t_patchmix: bool = True
-    pos_aug: bool = True
-    itcl: bool = True
-    conf_thresh: float = 0.55  # teacher confidence for a pixel to count in L_u
-    unsup_weight: float = 0.3
-    burn_in_epochs: int = 5
-    unsup_ramp_epochs: int = 15
-    ema_start: float = 0.99
-    ema_end: float = 0.999
-    ema_ramp_epochs: int = 20
-    itc_weight_labeled: float = 0.02
-    itc_weight_unlabeled: float = 0.10
-    itc_tau: float = 0.07
-    pos_aug_p: float = 0.5
-    pos_aug_mode: str = "mix"
-    mix_block: int = 16  # at 224 px; scaled with the image size
-    mix_prob: float = 0.08
-    mix_gate: float = 0.55
-    cutmix_prob: float = 0.5  # cutmix baseline
-    eval_model: str = "student"  # student | teacher
-
-
-def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig:
-    known = {f.name for f in fields(MethodConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    cfg = MethodConfig(**values)
-    if cfg.name not in METHODS:
-        raise MedrefError(f"--method {cfg.name!r}: choose one of {', '.join(METHODS)}")
-    if cfg.name != "semi-medref":
-        cfg.t_patchmix = cfg.pos_aug = cfg.itcl = False
-    if cfg.eval_model not in ("student", "teacher"):
-        raise MedrefError(f"--eval-model {cfg.eval_model!r}: choose student or teacher")
-    return cfg
+from medref_cli.zone_masks import side_mask
 
 
 def masked_pseudo_loss(logits: torch.Tensor, pseudo: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice over confident pixels only. logits, pseudo, conf `(B, 1, H, W)`; conf float {0,1}."""
     bce = F.binary_cross_entropy_with_logits(logits, pseudo, reduction="none")
     bce = (bce * conf).sum() / conf.sum().clamp(min=1.0)
-    p = torch.sigmoid(logits) * conf
-    t = pseudo * conf
-    dice = 1 - (2 * (p * t).sum((1, 2, 3)) + 1e-5) / (p.sum((1, 2, 3)) + t.sum((1, 2, 3)) + 1e-5)
-    return bce + dice.mean()
+    return bce + soft_dice(logits, pseudo, conf)
+
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over images of 1 - (2|p t| + 1e-5) / (|p| + |t| + 1e-5), p = sigmoid(logits), optionally
+    restricted to the pixels where `weight` is 1 (MONAI `DiceLoss(sigmoid=True)` when `weight` is None).
+    logits, target, weight `(B, 1, H, W)`."""
+    p = torch.sigmoid(logits)
+    if weight is not None:
+        p, target = p * weight, target * weight
+    dims = (1, 2, 3)
+    return (1 - (2 * (p * target).sum(dims) + 1e-5) / (p.sum(dims) + target.sum(dims) + 1e-5)).mean()
+
+
+def mixed_zones(zones: torch.Tensor, texts: list[str], perm: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Zone vectors after T-PatchMix: i's zones OR the zones of j = perm(i)'s first phrase where a block was
+    pasted. zones `(B, 6)` long, box `(B, 1, H, W)` -> `(B, 6)` long."""
+    out = zones.clone()
+    for i in torch.nonzero(box.flatten(1).amax(1) > 0).flatten().tolist():
+        pb = first_phrase(texts[int(perm[i])])
+        if pb is not None:
+            out[i] |= torch.tensor(pb.zones, dtype=out.dtype)
+    return out
 
 
 class TeacherStudent(Method):
@@ -92,9 +66,12 @@ class TeacherStudent(Method):
         self.cfg = cfg
         self.name = cfg.name
         self.uses_unlabeled = cfg.name != "supervised"
+        if cfg.sup_loss == "dice":
+            from monai.losses import DiceLoss
+
+            self.sup_loss = DiceLoss(sigmoid=True)
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
-        self._stats: dict[str, float] = {}
         self._decay = 0.0
         self._ema = EmaPair(self.teacher, ctx.model)  # `fit` passes ctx.model to after_optimizer_step
         self.rng = random.Random(ctx.train.seed)
@@ -112,48 +89,66 @@ class TeacherStudent(Method):
             logs = {"loss_sup": loss_sup.item(), "loss_itc_l": loss_itc_l.item(), "w_u": 0.0}
             return loss_sup + c.itc_weight_labeled * loss_itc_l, logs
         img_u_w, img_u_s, text_u = batch_u["image"].to(dev), batch_u["image_s"].to(dev), list(batch_u["text"])
+        zones_u = batch_u["zones"].to(dev)
         with torch.no_grad():
             prob_u_w = torch.sigmoid(self.teacher(img_u_w, *self.ctx.text(text_u, dev))["logits"].float())
-        perm = torch.randperm(img_u_s.shape[0], generator=self.gen).to(dev)
-        stats = {"mix_attempted": 0.0, "mix_accepted": 0.0}
-        if c.t_patchmix:
-            mix = t_patchmix(img_u_s, prob_u_w, text_u, perm, self.block, c.mix_prob, c.mix_gate, self.gen)
-            img_u_mix, prob_u_mix, text_u_mix = mix.image, mix.prob, mix.texts
-            stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
-        elif c.name == "cutmix":
-            mix = random_cutmix(img_u_s, prob_u_w, perm, c.cutmix_prob, self.gen)
-            img_u_mix, prob_u_mix, text_u_mix = mix.image, mix.prob, text_u
-        else:
-            img_u_mix, prob_u_mix, text_u_mix = img_u_s, prob_u_w, text_u
-        zones_u = torch.tensor([parse_zones(t) for t in text_u_mix], dtype=torch.long)
-        text_u_student = [pos_aug(t, c.pos_aug_p, c.pos_aug_mode, self.rng) for t in text_u_mix] if c.pos_aug \
-            else text_u_mix
-        pseudo_u = (prob_u_mix >= 0.5).float()
-        conf_u = (torch.maximum(prob_u_mix, 1 - prob_u_mix) >= c.conf_thresh).float()
+            if c.side_gate:
+                prob_u_w = prob_u_w * side_mask(zones_u, *prob_u_w.shape[-2:])
+        text_u_s = self._pos_aug(text_u) if c.pos_aug_first else text_u
+        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w, text_u_s, zones_u)
+        text_u_s = text_u_mix if c.pos_aug_first else self._pos_aug(text_u_mix)
+        thresh = c.pseudo_thresh if c.t_patchmix else c.pseudo_thresh_no_mix
+        pseudo_u = (prob_u_mix >= thresh).float()
         n_l = img_l.shape[0]
-        feats, keep = self.ctx.text(text_l + text_u_student, dev)
-        out = model(torch.cat([img_l, img_u_mix]), feats, keep)
+        feats, keep = self.ctx.text(text_l + text_u_s, dev)
+        out = model(torch.cat([img_l, img_u_mix]), feats, keep, feature_dropout=c.feature_dropout, perturb_from=n_l)
         logits_l, logits_u = out["logits"][:n_l].float(), out["logits"][n_l:].float()
         loss_sup = self.sup_loss(logits_l, mask_l)
-        loss_u = masked_pseudo_loss(logits_u, pseudo_u, conf_u)
+        if c.unsup_loss == "dice":
+            loss_u, conf_ratio = soft_dice(logits_u, pseudo_u), 1.0
+        else:
+            conf_u = (torch.maximum(prob_u_mix, 1 - prob_u_mix) >= c.conf_thresh).float()
+            loss_u, conf_ratio = masked_pseudo_loss(logits_u, pseudo_u, conf_u), conf_u.mean().item()
         loss = loss_sup + w_u * loss_u
-        logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u,
-                "conf_ratio": conf_u.mean().item(), **stats}
+        logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u, "conf_ratio": conf_ratio,
+                "pseudo_fg": pseudo_u.mean().item(), **stats}
         if c.itcl:
-            loss_itc_l = itc_loss(out["img_emb"][:n_l], out["txt_emb"][:n_l], batch_l["zones"], c.itc_tau)
-            loss_itc_u = itc_loss(out["img_emb"][n_l:], out["txt_emb"][n_l:], zones_u, c.itc_tau)
+            loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"])
+            if c.itc_unlabeled_view == "weak":  # the student's encoder on (weak image, original text)
+                loss_itc_u = self._itc(model(img_u_w, *self.ctx.text(text_u, dev), embed_only=True), zones_u)
+            else:
+                loss_itc_u = self._itc({k: v[n_l:] for k, v in out.items()}, zones_u_mix)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
             logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
         logs["loss"] = loss.item()
         return loss, logs
 
+    def _pos_aug(self, texts: list[str]) -> list[str]:
+        c = self.cfg
+        return [pos_aug(t, c.pos_aug_p, c.pos_aug_mode, self.rng) for t in texts] if c.pos_aug else texts
+
+    def _mix(self, img: torch.Tensor, prob: torch.Tensor, texts: list[str], zones: torch.Tensor):  # noqa: ANN202
+        """T-PatchMix, random CutMix or nothing -> (image, prob, texts, zones, stats)."""
+        c = self.cfg
+        perm = torch.randperm(img.shape[0], generator=self.gen).to(img.device)
+        if c.t_patchmix:
+            mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen)
+            stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
+            return mix.image, mix.prob, mix.texts, mixed_zones(zones, texts, perm, mix.box_mask), stats
+        if c.name == "cutmix":
+            mix = random_cutmix(img, prob, perm, c.cutmix_prob, self.gen)
+            return mix.image, mix.prob, texts, zones, {}
+        return img, prob, texts, zones, {}
+
     def _itc(self, out: dict, zones: torch.Tensor) -> torch.Tensor:
-        return itc_loss(out["img_emb"], out["txt_emb"], zones, self.cfg.itc_tau)
+        c = self.cfg
+        return itc_loss(out["img_emb"], out["txt_emb"], zones, c.itc_tau, c.itc_empty_positive)
 
     # -- hooks ---------------------------------------------------------------------------------------
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
         c = self.cfg
-        self._decay = ema_decay(epoch, c.burn_in_epochs, c.ema_ramp_epochs, c.ema_start, c.ema_end)
+        self._decay = ema_decay(epoch, c.burn_in_epochs, c.ema_ramp_epochs, c.ema_start, c.ema_end,
+                                c.burn_in_teacher)
         self._ema.update(self._decay)
 
     def eval_module(self, model: nn.Module) -> nn.Module:

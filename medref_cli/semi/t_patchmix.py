@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from medref_cli.zone_masks import row_bounds, side_columns
 from medref_cli.zones import LEVELS, ZonePhrase, find_phrases
 
 
@@ -42,8 +43,8 @@ def first_phrase(text: str) -> ZonePhrase | None:
 def place_block(phrase: ZonePhrase, h: int, w: int, block: int, gen: torch.Generator) -> tuple[int, int]:
     """Top-left (row, col) of a `block` square lying inside one of the phrase's zones, uniform over the
     union (the zones of one side have equal area up to rounding, so a uniform zone then a uniform position)."""
-    rows = [0, h // 3, 2 * h // 3, h]
-    c0, c1 = (0, w // 2) if phrase.side == "left" else (w // 2, w)
+    rows = row_bounds(h)
+    c0, c1 = side_columns(phrase.side, w)
     level = LEVELS.index(phrase.levels[int(torch.randint(len(phrase.levels), (1,), generator=gen))])
     r0, r1 = rows[level], rows[level + 1]
     top = r0 + int(torch.randint(max(1, r1 - r0 - block + 1), (1,), generator=gen))

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
 from medref_cli.workspace import Workspace, staged_dir
+from medref_cli.zone_masks import laterality, zone_regions
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,6 @@ class EvaluateConfig:
     ablation: bool = True
     device: str = "auto"
     progress: bool = False
-
-
-@lru_cache(maxsize=8)
-def zone_regions(h: int, w: int) -> torch.Tensor:
-    """`(6, H, W)` bool: L-upper, L-middle, L-lower, R-upper, R-middle, R-lower (image-left = left).
-
-    Cached per size (every image of a split usually shares one): callers must not modify it in place."""
-    regions = torch.zeros(6, h, w, dtype=torch.bool)
-    rows = [0, h // 3, 2 * h // 3, h]
-    for side, (c0, c1) in enumerate(((0, w // 2), (w // 2, w))):
-        for level in range(3):
-            regions[3 * side + level, rows[level] : rows[level + 1], c0:c1] = True
-    return regions
-
-
-def laterality(zones: list[int]) -> str:
-    left, right = any(zones[:3]), any(zones[3:])
-    return "bilateral" if left and right else "left" if left else "right" if right else "none"
 
 
 def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 - SplitSpec

@@ -42,7 +42,7 @@ class PseudoLabelConfig:
 
 def predicted_zones(mask: torch.Tensor) -> list[int]:
     """mask `(H, W)` bool -> 6-bit zones where the mask covers >= 1 % of the zone region."""
-    from medref_cli.stages.evaluate import zone_regions
+    from medref_cli.zone_masks import zone_regions
 
     regions = zone_regions(*mask.shape)
     share = (regions & mask[None]).flatten(1).sum(1).float() / regions.flatten(1).sum(1).float()

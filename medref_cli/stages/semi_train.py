@@ -16,7 +16,8 @@ from medref_cli.workspace import Workspace
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
     from medref_cli.model import checkpoint
-    from medref_cli.semi.methods import TeacherStudent, method_config
+    from medref_cli.semi.methods import TeacherStudent
+    from medref_cli.semi.recipes import method_config
     from medref_cli.stages.pseudo_label import extra_labeled
     from medref_cli.training.data import items
     from medref_cli.training.loop import fit

@@ -147,11 +147,13 @@ def adamw(model: nn.Module, lr: float, weight_decay: float, device: torch.device
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def _cosine(total: int, warmup: int) -> Any:
+def _cosine(total: int, warmup: int, anneal_factor: float = 1.0) -> Any:
+    """LR factor per step: linear warm-up, then a cosine whose period is `anneal_factor` x the remaining steps
+    (1.0 ends at 0; 2.0 ends at 0.5, as the reference's 200-epoch schedule stopped at epoch 100)."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup)) / anneal_factor
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
@@ -185,7 +187,8 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
         steps = max(math.ceil(len(ds_l) / (cfg.batch_size * ctx.world)), cfg.min_steps_per_epoch)
     opt = adamw(model, cfg.lr, cfg.weight_decay, ctx.device)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg.epochs * steps, cfg.warmup_epochs * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg.epochs * steps, cfg.warmup_epochs * steps,
+                                                                cfg.anneal_factor))
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp() and not torch.cuda.is_bf16_supported())
     start, best, best_epoch, bad, elapsed_before = 0, -1.0, None, 0, 0.0
     latest = ctx.run / "checkpoint_latest.pt"

@@ -88,8 +88,34 @@ def init_distributed() -> tuple[int, int, int]:
 def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
     """`pretrain-qata-5pct-s42`, `semi-medref-qata-5pct-s42`, `semi-medref-no-itcl-qata-5pct-s42`."""
     head = "pretrain" if req.stage == "pretrain" else req.method
+    recipe = req.overrides.get("method", {}).get("recipe")
+    if req.stage == "semi-train" and recipe and recipe != "medref":
+        head = f"{head}-{recipe}"
     off = [k.replace("_", "-") for k in ("t_patchmix", "pos_aug", "itcl") if req.overrides.get("method", {}).get(k) is False]
     return "-".join([head, *(f"no-{k}" for k in off), dataset, slug, f"s{req.seed}"])
+
+
+def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's config, checked: preset, then (semi-train) the recipe, then the `--config` file, then the
+    command-line options. The recipe is the one the options name, else the file's, else the default."""
+    from medref_cli.model.presets import model_config, resolve, train_config
+
+    layers = [(file_cfg, str(req.config_file or "config"))]
+    if req.stage == "semi-train":
+        from medref_cli.semi.recipes import DEFAULT_RECIPE, recipe_layer
+
+        recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
+                  or DEFAULT_RECIPE)
+        layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
+    config = resolve(req.preset, req.overrides, "command-line options", layers)
+    config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
+    model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
+    train_config(copy.deepcopy(config["train"]), "train")
+    if req.stage == "semi-train":
+        from medref_cli.semi.recipes import method_config
+
+        method_config(dict(config.get("method", {}), name=req.method), "method")
+    return config
 
 
 def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, SplitSpec, manifest, folder)
@@ -98,7 +124,7 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
 
     from medref_cli.artifacts import load_dataset
     from medref_cli.model.network import MedRefNet, count_parameters
-    from medref_cli.model.presets import merge, model_config, resolve, train_config
+    from medref_cli.model.presets import model_config, train_config
     from medref_cli.model.text_encoder import FrozenTextEncoder
     from medref_cli.stages import split as split_stage
     from medref_cli.training.loop import RunContext
@@ -129,15 +155,7 @@ def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, Spli
         saved = yaml.safe_load((run / "config.yaml").read_text())
         preset, config = saved["preset"], saved["config"]
     else:
-        config = resolve(preset, file_cfg, str(req.config_file or "config"))
-        config = merge(config, req.overrides, "command-line options")
-        config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
-        model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
-        train_config(copy.deepcopy(config["train"]), "train")
-        if "method" in config and req.stage == "semi-train":
-            from medref_cli.semi.methods import method_config
-
-            method_config(dict(config["method"], name=req.method), "method")
+        config = resolve_config(req, file_cfg)
         if rank == 0:
             if run.exists() and not req.overwrite:
                 raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")

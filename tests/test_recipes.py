@@ -1,0 +1,225 @@
+"""Semi-train recipes (official | medref): config layering, each recipe field's pure piece, and one step."""
+
+import math
+import zlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from medref_cli.errors import MedrefError
+from medref_cli.model.presets import model_config, resolve
+from medref_cli.semi.methods import TeacherStudent, masked_pseudo_loss, mixed_zones, soft_dice
+from medref_cli.semi.recipes import RECIPES, method_config
+from medref_cli.training.loop import _cosine
+from medref_cli.training.setup import TrainRequest, resolve_config
+from medref_cli.zone_masks import laterality, side_mask, zone_regions
+
+LEFT = "Unilateral pulmonary infection, one infected area, lower left lung."
+RIGHT = "Unilateral pulmonary infection, one infected area, upper right lung."
+BI = "Bilateral pulmonary infection, two infected areas, lower left lung and lower right lung."
+
+
+def _req(**kw):
+    return TrainRequest(**{"stage": "semi-train", "method": "semi-medref", "labeled": "5%", "preset": "cpu", **kw})
+
+
+# --- config layering -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_sets_every_one_of_its_fields(recipe):
+    cfg = resolve_config(_req(overrides={"method": {"recipe": recipe}}), {})
+    for section, values in RECIPES[recipe].items():
+        for key, value in values.items():
+            assert cfg[section][key] == value, (section, key)
+    assert cfg["method"]["recipe"] == recipe
+
+
+def test_default_recipe_is_medref_and_options_beat_the_recipe_and_the_file():
+    assert resolve_config(_req(), {})["method"]["recipe"] == "medref"
+    file_cfg = {"method": {"recipe": "official", "side_gate": True, "unsup_weight": 0.7}}
+    cfg = resolve_config(_req(overrides={"method": {"unsup_weight": 0.9}}), file_cfg)
+    assert cfg["method"]["recipe"] == "official" and cfg["method"]["sup_loss"] == "dice"  # the file picks the recipe
+    assert cfg["method"]["side_gate"] is True  # one field switched alone over the recipe
+    assert cfg["method"]["unsup_weight"] == 0.9  # the command line wins
+    assert cfg["train"]["anneal_factor"] == 2.0
+
+
+def test_pretrain_takes_no_recipe():
+    cfg = resolve_config(_req(stage="pretrain", method="supervised"), {})
+    assert "recipe" not in cfg.get("method", {}) and cfg["train"]["anneal_factor"] == 1.0
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"recipe": "unofficial"}, "--recipe"),
+    ({"unsup_loss": "mse"}, "unsup_loss"),
+    ({"sup_loss": "bce"}, "sup_loss"),
+    ({"itc_unlabeled_view": "strong"}, "itc_unlabeled_view"),
+    ({"burn_in_teacher": "freeze"}, "burn_in_teacher"),
+    ({"feature_dropout": 1.0}, "feature_dropout"),
+    ({"nope": 1}, "unknown field"),
+])
+def test_bad_method_fields_are_named(values, message):
+    with pytest.raises(MedrefError, match=message):
+        method_config(values)
+
+
+def test_unknown_recipe_on_the_command_line_is_refused():
+    with pytest.raises(MedrefError, match="--recipe 'x'"):
+        resolve_config(_req(overrides={"method": {"recipe": "x"}}), {})
+
+
+# --- pure pieces -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("zones", "left_kept", "right_kept"), [
+    ([1, 0, 0, 0, 0, 0], 1, 0),
+    ([0, 1, 1, 0, 0, 0], 1, 0),
+    ([0, 0, 0, 1, 0, 0], 0, 1),
+    ([0, 0, 1, 0, 0, 1], 1, 1),
+    ([0, 0, 0, 0, 0, 0], 1, 1),  # no position (or no infection): no constraint
+])
+def test_side_mask_keeps_the_named_halves(zones, left_kept, right_kept):
+    m = side_mask(torch.tensor([zones]), 6, 10)
+    assert m.shape == (1, 1, 6, 10)
+    assert torch.all(m[0, 0, :, :5] == left_kept) and torch.all(m[0, 0, :, 5:] == right_kept)
+
+
+def test_zone_regions_tile_the_image_and_match_laterality():
+    regions = zone_regions(9, 8)
+    assert torch.equal(regions.sum(0), torch.ones(9, 8, dtype=torch.long))
+    assert regions[0, :3, :4].all() and regions[5, 6:, 4:].all()
+    assert [laterality(z) for z in ([1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1], [0] * 6)] == [
+        "left", "right", "bilateral", "none"]
+
+
+def test_mixed_zones_add_the_donor_phrase_only_where_a_block_was_pasted():
+    texts = [LEFT, "Unilateral pulmonary infection, one infected area, upper left lung.", RIGHT]
+    zones = torch.tensor([[0, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]])
+    box = torch.zeros(3, 1, 4, 4)
+    box[0, :, :2, :2] = 1  # 0 took a block from perm[0] = 1
+    out = mixed_zones(zones, texts, torch.tensor([1, 2, 0]), box)
+    assert out.tolist() == [[1, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]]
+
+
+def test_soft_dice_equals_monai_dice_loss():
+    from monai.losses import DiceLoss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 8, 8, generator=gen)
+    target = (torch.rand(3, 1, 8, 8, generator=gen) > 0.6).float()
+    assert soft_dice(logits, target).item() == pytest.approx(DiceLoss(sigmoid=True)(logits, target).item(), rel=1e-5)
+
+
+def test_confidence_mask_ignores_unconfident_pixels():
+    logits = torch.full((1, 1, 2, 2), 3.0)
+    pseudo = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    conf_all, conf_top = torch.ones_like(pseudo), pseudo.clone()
+    assert masked_pseudo_loss(logits, pseudo, conf_top) < masked_pseudo_loss(logits, pseudo, conf_all)
+
+
+@pytest.mark.parametrize(("factor", "end"), [(1.0, 0.0), (2.0, 0.5)])
+def test_cosine_anneal_factor(factor, end):
+    f = _cosine(100, 0, factor)
+    assert f(0) == 1.0 and f(100) == pytest.approx(end, abs=1e-9)
+    assert f(50) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5 / factor)))
+
+
+# --- one real step per recipe ----------------------------------------------------------------------------------
+class _Text:
+    """Frozen-encoder stand-in: a fixed random feature sequence per distinct string."""
+
+    dim = 8
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __call__(self, texts, device):
+        self.seen += list(texts)
+        feats = torch.stack([torch.randn(4, self.dim, generator=torch.Generator().manual_seed(zlib.crc32(t.encode())))
+                             for t in texts])
+        return feats, torch.ones(len(texts), 4, dtype=torch.bool)
+
+
+def _method(recipe: str, **fields):
+    from medref_cli.model.network import MedRefNet
+
+    torch.manual_seed(0)
+    mcfg = model_config(resolve("tiny")["model"], "model")
+    model = MedRefNet(mcfg, _Text.dim)
+    ctx = SimpleNamespace(model=model, model_cfg=mcfg, train=SimpleNamespace(seed=0), text=_Text(),
+                          device=torch.device("cpu"))
+    values = {**RECIPES[recipe]["method"], "recipe": recipe, "burn_in_epochs": 0, "unsup_ramp_epochs": 0,
+              "mix_prob": 1.0, "pos_aug_p": 1.0, **fields}
+    return TeacherStudent(ctx, method_config(values)), model
+
+
+def _batches(b=4, size=64):
+    gen = torch.Generator().manual_seed(1)
+    texts = [LEFT, RIGHT, BI, LEFT][:b]
+    from medref_cli.zones import parse_zones
+
+    zones = torch.tensor([parse_zones(t) for t in texts])
+    img = torch.rand(b, 1, size, size, generator=gen)
+    batch_l = {"image": img, "label": (img > 0.7).float(), "text": texts, "zones": zones}
+    batch_u = {"image": img.flip(0), "image_s": img.flip(0) * 0.9, "text": texts, "zones": zones}
+    return batch_l, batch_u
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_step_runs_and_backpropagates(recipe):
+    method, model = _method(recipe)
+    batch_l, batch_u = _batches()
+    loss, logs = method.step(model, batch_l, batch_u, epoch=3)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    assert logs["w_u"] == RECIPES[recipe]["method"]["unsup_weight"]
+    assert {"loss_sup", "loss_u", "loss_itc_l", "loss_itc_u", "pseudo_fg"} <= set(logs)
+    assert all(p.grad is not None for p in model.img_proj.parameters())
+
+
+def test_pos_aug_first_hides_the_phrases_from_t_patchmix():
+    for first, expect_attempts in ((True, False), (False, True)):
+        method, model = _method("medref", pos_aug_first=first, pos_aug_mode="mask", mix_gate=0.0)
+        _, logs = method.step(model, *_batches(), epoch=3)
+        assert (logs.get("mix_attempted", 0) > 0) is expect_attempts
+
+
+def test_weak_view_itc_sees_the_original_text():
+    method, model = _method("official", pos_aug_mode="mask")
+    batch_l, batch_u = _batches()
+    method.step(model, batch_l, batch_u, epoch=3)
+    seen = method.ctx.text.seen
+    assert seen[-4:] == batch_u["text"]  # the last call: the separate weak-view ITC pass, original captions
+    assert any("[UNK_POS]" in t for t in seen)  # the student's segmentation pass had PosAug'd captions
+
+
+def test_side_gate_clears_the_unnamed_half_of_the_pseudo_label():
+    rows = {}
+    for gate in (False, True):
+        method, model = _method("medref", side_gate=gate, t_patchmix=False, feature_dropout=0.0, pseudo_thresh_no_mix=1e-6)
+        _, logs = method.step(model, *_batches(), epoch=3)
+        rows[gate] = logs["pseudo_fg"]
+    # threshold ~0: every pixel is foreground without the gate; with it, the 3 one-lung captions lose a half each
+    assert rows[False] == 1.0 and rows[True] == pytest.approx(1 - 3 * 0.5 / 4)
+
+
+def test_feature_dropout_only_touches_the_perturbed_images():
+    method, model = _method("medref")
+    model.train()
+    img = torch.rand(4, 1, 64, 64)
+    feats, keep = _Text()([LEFT] * 4, "cpu")
+    torch.manual_seed(0)
+    a = model(img, feats, keep, feature_dropout=0.9, perturb_from=2)["logits"]
+    torch.manual_seed(1)
+    b = model(img, feats, keep, feature_dropout=0.9, perturb_from=2)["logits"]
+    assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2:], b[2:])
+
+
+def test_burn_in_teacher_mode_is_applied():
+    for mode, moved in (("copy", True), ("ema", False)):
+        method, model = _method("medref", burn_in_teacher=mode, burn_in_epochs=5)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        method.after_optimizer_step(model, epoch=0, step=0)
+        t, s = next(method.teacher.parameters()), next(model.parameters())
+        assert torch.allclose(t, s) is moved
+
