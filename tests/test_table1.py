@@ -19,6 +19,16 @@ profiles:
     seeds: [0]
     train: {epochs: 2, steps_per_epoch: 2}
     method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
+  budget:
+    preset: tiny
+    datasets:
+      - {name: qata-mini, kind: qata, raw: sample}
+    ratios: ["25%"]
+    budgets: [1]
+    methods: [supervised, semi-medref-official]
+    seeds: [0, 1]
+    train: {epochs: 1, steps_per_epoch: 2}
+    method: {burn_in_epochs: 0, unsup_ramp_epochs: 0, ema_ramp_epochs: 1}
   broken:
     preset: tiny
     datasets:
@@ -40,6 +50,9 @@ def pipeline(tmp_path):
 
 def test_two_cell_matrix(pipeline, tmp_path):
     ws = Workspace.resolve(tmp_path / "w")
+    cells, out = run(Table1Config("two", pipeline, collect=True), ws)  # nothing evaluated yet: nothing trained
+    assert [c.status for c in cells] == ["missing", "missing"] and not ws.runs.exists()
+    assert "| supervised | — | — |" in (out / "table1.md").read_text()
     cells, out = run(Table1Config("two", pipeline), ws)
     assert [c.status for c in cells] == ["done", "done"]
     md = (out / "table1.md").read_text()
@@ -52,6 +65,20 @@ def test_two_cell_matrix(pipeline, tmp_path):
     assert [c.status for c in cells] == ["done (cached)", "done (cached)"]
 
 
+def test_budget_profile_names_cells_by_budget_and_recipe(pipeline, tmp_path):
+    ws = Workspace.resolve(tmp_path / "w")
+    cells, out = run(Table1Config("budget", pipeline), ws)
+    assert [c.status for c in cells] == ["done"] * 4
+    assert {c.run_name for c in cells} == {f"t1-{m}-qata-mini-25pct-1min-s{s}" for m in ("supervised",
+                                           "semi-medref-official") for s in (0, 1)}
+    run_cfg = (ws.runs / "t1-semi-medref-official-qata-mini-25pct-1min-s0" / "config.yaml").read_text()
+    assert "recipe: official" in run_cfg and "max_minutes: 1" in run_cfg
+    md = (out / "table1.md").read_text()
+    assert "25% 1 min Dice" in md and md.count("±") == 8
+    rows = list(csv.DictReader((out / "table1.csv").open()))
+    assert {r["budget_min"] for r in rows} == {"1"} and len(rows) == 4
+
+
 def test_failing_cells_are_reported_and_the_matrix_goes_on(pipeline, tmp_path):
     cells, out = run(Table1Config("broken", pipeline), Workspace.resolve(tmp_path / "w"))
     assert len(cells) == 3  # 25 %: two methods; 100 %: supervised only
@@ -61,6 +88,7 @@ def test_failing_cells_are_reported_and_the_matrix_goes_on(pipeline, tmp_path):
 
 def test_profiles_and_methods_are_checked(pipeline):
     assert parse_method("semi-medref-no-pos-aug") == ("semi-medref", {"pos_aug": False})
+    assert parse_method("semi-medref-official") == ("semi-medref", {"recipe": "official"})
     with pytest.raises(MedrefError):
         parse_method("fixmatch")
     with pytest.raises(MedrefError, match="no profile"):
@@ -69,3 +97,19 @@ def test_profiles_and_methods_are_checked(pipeline):
 
     for name in ("sample", "qata-cpu", "paper"):
         load_profile(REPO / "pipelines" / "table1.yaml", name)
+
+
+@pytest.mark.parametrize(("semi", "sup", "marked"), [
+    ([80.0, 81.0, 82.0], [76.0, 76.5, 77.0], True),  # gap 5.0 > 2 x 1.0
+    ([80.0, 81.0, 82.0], [78.0, 79.0, 80.0], False),  # gap 2.0 < 2 x 1.0
+    ([80.0], [70.0], False),  # one seed: no std, no mark
+])
+def test_two_std_mark(semi, sup, marked):
+    from medref_cli.stages.table1 import Cell, _markdown, _mean_std
+
+    cells = [Cell("d", "5%", m, s, summary={"x": 1}) for m in ("supervised", "semi-medref") for s in range(len(semi))]
+    stats = {(m, "5%", metric): _mean_std(vals) for m, vals in (("supervised", sup), ("semi-medref", semi))
+             for metric in ("dice", "iou")}
+    row = next(line for line in _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats)
+               if line.startswith("| semi-medref"))
+    assert ("†" in row) is marked

@@ -6,9 +6,6 @@ smuggling a pickle payload is refused without running it.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +18,14 @@ VERSION = 1
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    payload = {"format": FORMAT, "version": VERSION, **payload}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Atomic, durable write: serialised in memory, then `write_bytes_atomic` (temp file, fsync, rename)."""
+    import io
+
+    from medref_cli.workspace import write_bytes_atomic
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

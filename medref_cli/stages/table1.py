@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 ABLATIONS = ("t-patchmix", "pos-aug", "itcl")
 BASE_METHODS = ("supervised", "mean-teacher", "cutmix", "semi-medref")
+RECIPE_SUFFIXES = ("official",)  # `semi-medref-official`: the method under `--recipe official`
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Table1Config:
     raw: Path | None = None
     seeds: list[int] | None = None
     progress: bool = False
+    collect: bool = False  # only gather cells already evaluated (status "missing" for the others)
 
 
 @dataclass
@@ -49,6 +51,17 @@ class Cell:
     summary: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     wall_s: float = 0.0
+    budget: float | None = None  # train.max_minutes of this cell (profiles with `budgets`)
+
+    @property
+    def column(self) -> str:
+        """The table column: the ratio, and the budget where the profile has budgets."""
+        return self.ratio if self.budget is None else f"{self.ratio} {self.budget:g} min"
+
+    @property
+    def run_name(self) -> str:
+        budget = "" if self.budget is None else f"-{self.budget:g}min"
+        return f"t1-{self.method}-{self.dataset}-{self.ratio.replace('%', 'pct')}{budget}-s{self.seed}"
 
 
 def default_pipeline() -> Path:
@@ -72,15 +85,18 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
     return prof
 
 
-def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, bool]]:
-    """`semi-medref-no-itcl` -> ("semi-medref", {"itcl": False})."""
+def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, Any]]:
+    """`semi-medref-no-itcl` -> ("semi-medref", {"itcl": False}); `semi-medref-official` -> ("semi-medref",
+    {"recipe": "official"}); the method overrides to apply."""
     for base in sorted(BASE_METHODS, key=len, reverse=True):
         if name == base:
             return base, {}
-        if name.startswith(base + "-no-") and base == "semi-medref":
-            off = name[len(base) + 4 :]
-            if off in ABLATIONS:
-                return base, {off.replace("-", "_"): False}
+        if base == "semi-medref" and name.startswith(base + "-"):
+            rest = name[len(base) + 1 :]
+            if rest in RECIPE_SUFFIXES:
+                return base, {"recipe": rest}
+            if rest.startswith("no-") and rest[3:] in ABLATIONS:
+                return base, {rest[3:].replace("-", "_"): False}
     raise MedrefError(f"{source}: unknown method {name!r}")
 
 
@@ -117,7 +133,7 @@ def ensure_dataset(ws: Workspace, ds: dict[str, Any], raw: Path | str) -> None:
     prepare(PrepareConfig(ds["kind"], Path(raw), ds["name"]), ws)
 
 
-def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell) -> None:
+def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = False) -> None:
     from medref_cli.stages import pretrain, semi_train
     from medref_cli.stages.evaluate import EvaluateConfig
     from medref_cli.stages.evaluate import run as evaluate
@@ -127,14 +143,19 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell) -> None:
     base, ablation = parse_method(cell.method)
     overrides = {k: dict(prof.get(k) or {}) for k in ("model", "train", "method")}
     overrides["method"].update(ablation)
+    if cell.budget is not None:
+        overrides["train"]["max_minutes"] = cell.budget
     stage = "pretrain" if base == "supervised" else "semi-train"
     req = TrainRequest(stage, base, cell.ratio, cell.dataset, cell.seed, prof["preset"], None, overrides,
-                       name=f"t1-{cell.method}-{cell.dataset}-{cell.ratio.replace('%', 'pct')}-s{cell.seed}")
+                       name=cell.run_name)
     run = ws.runs / req.name
     cell.run = str(run)
     summary = run / "eval-test" / "summary.json"
     if summary.is_file():
         cell.summary, cell.status = json.loads(summary.read_text()), "done (cached)"
+        return
+    if collect:
+        cell.status = "missing"
         return
     t0 = time.time()
     finished = (run / "run.json").is_file() and load_run(run).status != "running"
@@ -154,22 +175,26 @@ def run(cfg: Table1Config, ws: Workspace) -> tuple[list[Cell], Path]:
     seeds = cfg.seeds or list(prof["seeds"])
     cells: list[Cell] = []
     for ds in prof["datasets"]:
-        ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
+        if not cfg.collect:
+            ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
         for ratio in prof["ratios"]:
             full = ratio.strip() in ("100%", "1", "1.0")
-            for seed in seeds:
-                for method in prof["methods"]:
-                    if full and method != "supervised":
-                        continue
-                    cells.append(Cell(ds["name"], ratio, method, int(seed)))
+            for budget in prof.get("budgets") or [None]:
+                for seed in seeds:
+                    for method in prof["methods"]:
+                        if full and method != "supervised":
+                            continue
+                        cells.append(Cell(ds["name"], ratio, method, int(seed), budget=budget))
     t_start = time.time()
     for k, cell in enumerate(cells, 1):
         try:
-            run_cell(ws, prof, cell)
+            run_cell(ws, prof, cell, cfg.collect)
         except Exception as exc:  # a failed cell is reported; the matrix goes on
             cell.status, cell.error = "failed", f"{exc.__class__.__name__}: {exc}"
             log.error("cell %d/%d %s %s %s s%d failed: %s", k, len(cells), cell.dataset, cell.ratio, cell.method,
                       cell.seed, cell.error)
+            continue
+        if not cell.summary:
             continue
         dice = cell.summary["protocols"]["global"]["dice"]
         log.info("cell %d/%d %s %s %s s%d: %s, global Dice %.4f (%.1f s)", k, len(cells), cell.dataset, cell.ratio,
@@ -179,104 +204,92 @@ def run(cfg: Table1Config, ws: Workspace) -> tuple[list[Cell], Path]:
     return cells, out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    m = sum(values) / len(values)
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return m, sd
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
 def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cell], ws: Workspace,
                   wall_s: float) -> None:
-    from medref_cli.plots import line_plot
+    """table1.csv (one row per cell), table1.md (mean ± std per method and column, per dataset) and table1.png."""
+    from medref_cli.plots import panels_plot
 
     out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "table1.csv", _csv(cells).encode())
+    md = [f"# Table 1 — profile `{profile}` (preset `{prof['preset']}`)", ""]
+    panels = []
+    for ds in dict.fromkeys(c.dataset for c in cells):
+        mine = [c for c in cells if c.dataset == ds]
+        columns = list(dict.fromkeys(c.column for c in mine))
+        methods = list(dict.fromkeys(c.method for c in mine))
+        stats = {(m, col, metric): _mean_std([100 * c.summary["protocols"]["global"][metric] for c in mine
+                                              if (c.method, c.column) == (m, col) and c.summary])
+                 for m in methods for col in columns for metric in ("dice", "iou")}
+        md += _markdown(ds, mine, columns, methods, stats)
+        series = {m: [(k, stats[(m, col, "dice")][0], stats[(m, col, "dice")][1])
+                      for k, col in enumerate(columns) if stats[(m, col, "dice")][2]] for m in methods}
+        panels.append((f"{ds}: test Dice (global), mean ± std over seeds", series, columns))
+    failed = [c for c in cells if c.status == "failed"]
+    md += [f"{len(cells)} cells, {len(failed)} failed; wall time {wall_s / 60:.1f} min.", ""]
+    md += [f"- failed: {c.dataset} {c.column} {c.method} seed {c.seed}: {c.error}" for c in failed]
+    write_bytes_atomic(out / "table1.md", ("\n".join(md) + "\n").encode())
+    x_title = "label ratio, CPU budget per run" if prof.get("budgets") else "labelled share"
+    panels_plot(panels, out / "table1.png", x_title, "Dice %")
+
+
+def _csv(cells: list[Cell]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dataset", "ratio", "method", "seed", "status", "dice_global", "iou_global", "dice_per_image",
-                "iou_per_image", "text_gap_shuffled", "run", "split_file", "split_sha256", "dataset_hash",
-                "wall_s", "error"])
+    w.writerow(["dataset", "ratio", "budget_min", "method", "seed", "status", "dice_global", "iou_global",
+                "dice_per_image", "iou_per_image", "text_gap_shuffled", "run", "split_file", "split_sha256",
+                "dataset_hash", "wall_s", "error"])
     for c in cells:
         p = c.summary.get("protocols", {})
         split = Path(c.run) / "split.json" if c.run else Path("-")
         run_json = Path(c.run) / "run.json" if c.run else Path("-")
         info = json.loads(run_json.read_text()) if run_json.is_file() else {}
-        w.writerow([c.dataset, c.ratio, c.method, c.seed, c.status,
+        w.writerow([c.dataset, c.ratio, "" if c.budget is None else c.budget, c.method, c.seed, c.status,
                     p.get("global", {}).get("dice", ""), p.get("global", {}).get("iou", ""),
                     p.get("per_image", {}).get("dice", ""), p.get("per_image", {}).get("iou", ""),
                     c.summary.get("text_ablation", {}).get("gap_global_dice_shuffled", ""),
                     c.run, info.get("split_file", ""), _sha(split), info.get("dataset_hash", ""),
                     round(c.wall_s, 1), c.error])
-    write_bytes_atomic(out / "table1.csv", buf.getvalue().encode())
-    md = [f"# Table 1 — profile `{profile}` (preset `{prof['preset']}`)", ""]
-    panels = []
-    for ds in dict.fromkeys(c.dataset for c in cells):
-        ratios = list(dict.fromkeys(c.ratio for c in cells if c.dataset == ds))
-        methods = list(dict.fromkeys(c.method for c in cells if c.dataset == ds))
-        stats: dict[tuple[str, str, str], tuple[float, float, int]] = {}
-        for m in methods:
-            for r in ratios:
-                done = [c for c in cells if (c.dataset, c.method, c.ratio) == (ds, m, r) and c.summary]
-                for metric in ("dice", "iou"):
-                    vals = [100 * c.summary["protocols"]["global"][metric] for c in done]
-                    mean, sd = _mean_std(vals)
-                    stats[(m, r, metric)] = (mean, sd, len(vals))
-        seeds = sorted({c.seed for c in cells if c.dataset == ds})
-        md += [f"**{ds}** — Dice and IoU (%) on the test split, **global protocol** (true/false positives pooled "
-               f"over all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column. "
-               f"Per-image-mean figures are in table1.csv.", ""]
-        header = "| method | " + " | ".join(f"{r} Dice | {r} IoU" for r in ratios) + " |"
-        md += [header, "|" + "---|" * (1 + 2 * len(ratios))]
-        best = {}
-        for r in ratios:
+    return buf.getvalue()
+
+
+def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str],
+              stats: dict[tuple[str, str, str], tuple[float, float, int]]) -> list[str]:
+    """One dataset's table: bold = best per column; † = the mean beats supervised's by more than twice the
+    larger of the two standard deviations (seeds > 1)."""
+    seeds = sorted({c.seed for c in cells})
+    md = [f"**{ds}** — Dice and IoU (%) on the test split, **global protocol** (true/false positives pooled over "
+          f"all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column; †: above "
+          f"supervised by more than 2 std. Per-image-mean figures are in table1.csv.", ""]
+    md += ["| method | " + " | ".join(f"{col} Dice | {col} IoU" for col in columns) + " |",
+           "|" + "---|" * (1 + 2 * len(columns))]
+    best = {(col, metric): max((stats[(m, col, metric)][0] for m in methods if stats[(m, col, metric)][2]),
+                               default=None) for col in columns for metric in ("dice", "iou")}
+    for m in methods:
+        row = [m]
+        for col in columns:
             for metric in ("dice", "iou"):
-                vals = [stats[(m, r, metric)][0] for m in methods if stats[(m, r, metric)][2]]
-                best[(r, metric)] = max(vals) if vals else None
-        for m in methods:
-            row = [m]
-            for r in ratios:
-                for metric in ("dice", "iou"):
-                    mean, sd, n = stats[(m, r, metric)]
-                    if n == 0:
-                        failed = any(c.status == "failed" for c in cells if (c.dataset, c.method, c.ratio) == (ds, m, r))
-                        row.append("failed" if failed else "—")
-                        continue
-                    text = f"{mean:.2f} ± {sd:.2f}"
-                    row.append(f"**{text}**" if best[(r, metric)] is not None and mean == best[(r, metric)] else text)
-            md.append("| " + " | ".join(row) + " |")
-        md.append("")
-        series = {m: [(k, stats[(m, r, "dice")][0], stats[(m, r, "dice")][1] if stats[(m, r, "dice")][2] > 1 else 0.0)
-                      for k, r in enumerate(ratios) if stats[(m, r, "dice")][2]] for m in methods}
-        panel = out / f".{ds}.png"
-        line_plot(series, panel, f"{ds}: Dice (global) vs label ratio", "labelled share", "Dice %",
-                  x_labels=ratios)
-        panels.append(panel)
-    failed = [c for c in cells if c.status == "failed"]
-    md += [f"{len(cells)} cells, {len(failed)} failed; wall time {wall_s / 60:.1f} min.", ""]
-    for c in failed:
-        md.append(f"- failed: {c.dataset} {c.ratio} {c.method} seed {c.seed}: {c.error}")
-    write_bytes_atomic(out / "table1.md", ("\n".join(md) + "\n").encode())
-    _stack(panels, out / "table1.png")
+                mean, sd, n = stats[(m, col, metric)]
+                if n == 0:
+                    failed = any(c.status == "failed" for c in cells if (c.method, c.column) == (m, col))
+                    row.append("failed" if failed else "—")
+                    continue
+                text = f"{mean:.2f} ± {sd:.2f}"
+                sup = stats.get(("supervised", col, metric), (float("nan"), 0.0, 0))
+                if m != "supervised" and n > 1 and sup[2] > 1 and mean - sup[0] > 2 * max(sd, sup[1]):
+                    text += " †"
+                row.append(f"**{text}**" if mean == best[(col, metric)] else text)
+        md.append("| " + " | ".join(row) + " |")
+    return md + [""]
 
 
-def _stack(panels: list[Path], dest: Path) -> None:
-    from PIL import Image
-
-    images = [Image.open(p).convert("RGB") for p in panels]
-    if not images:
-        return
-    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
-    y = 0
-    for img in images:
-        canvas.paste(img, (0, y))
-        y += img.height
-    b = io.BytesIO()
-    canvas.save(b, format="PNG")
-    write_bytes_atomic(dest, b.getvalue())
-    for p in panels:
-        p.unlink()
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    """(mean, sample std, n); nan, nan, 0 for no values; std 0 for one."""
+    if not values:
+        return float("nan"), float("nan"), 0
+    m = sum(values) / len(values)
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return m, sd, len(values)

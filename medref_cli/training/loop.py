@@ -247,7 +247,7 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
                                **method.reduce_logs(sums, steps), **method.epoch_logs(epoch),
                                "text_cache_hit_rate": round(ctx.text.hit_rate, 4),
                                "epoch_s": round(time.time() - t_epoch, 2)}
-        stop = torch.zeros(1)
+        stop = torch.zeros(1, device=ctx.device)  # NCCL broadcasts device tensors only
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 val = validate(method.eval_module(model), ctx.text, ds_val, ctx.device, ctx.amp(), cfg.batch_size)
