@@ -244,6 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="Smaller sizes (a smoke run, not for RESULTS.md).")
     ap.add_argument("--with-compile", action="store_true", help="Also time torch.compile (about 7 more min).")
     args = ap.parse_args(argv)
+    from monai.data import set_track_meta
+
+    set_track_meta(False)  # as every medref stage runs (training.data.without_meta_tracking)
     logging.basicConfig(level=logging.WARNING)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="medref-bench-"))
     t0 = time.perf_counter()

@@ -114,6 +114,20 @@ def test_xlsx_missing_column(cli, workdir, tmp_path):
     assert res.exit_code == 2 and "Test_text.xlsx" in res.output and "missing column" in res.output
 
 
+def test_xlsx_empty_image_cell_is_named(tmp_path):
+    from openpyxl import Workbook
+
+    from medref_cli.errors import MedrefError
+    from medref_cli.importers.tables import read_xlsx
+
+    wb = Workbook()
+    wb.active.append(["Image", "Description"])
+    wb.active.append([None, "Unilateral pulmonary infection, one infected area, upper left lung."])
+    wb.save(tmp_path / "t.xlsx")
+    with pytest.raises(MedrefError, match=r"t.xlsx: row 2: empty image name"):
+        read_xlsx(tmp_path / "t.xlsx")
+
+
 def test_manifest_schema_and_escape_are_refused(cli, workdir, tmp_path):
     raw = make_sgseg(tmp_path / "raw")
     assert cli("prepare", "qata", "--raw", raw).exit_code == 0

@@ -74,7 +74,7 @@ def test_budget_profile_names_cells_by_budget_and_recipe(pipeline, tmp_path):
     run_cfg = (ws.runs / "t1-semi-medref-official-qata-mini-25pct-1min-s0" / "config.yaml").read_text()
     assert "recipe: official" in run_cfg and "max_minutes: 1" in run_cfg
     md = (out / "table1.md").read_text()
-    assert "25% 1 min Dice" in md and md.count("±") == 8
+    assert "25% 1 min Dice" in md and md.count("±") == 1 + 2 * 2  # the legend, then Dice and IoU per method
     rows = list(csv.DictReader((out / "table1.csv").open()))
     assert {r["budget_min"] for r in rows} == {"1"} and len(rows) == 4
 
@@ -113,3 +113,46 @@ def test_two_std_mark(semi, sup, marked):
     row = next(line for line in _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats)
                if line.startswith("| semi-medref"))
     assert ("†" in row) is marked
+
+
+@pytest.mark.slow
+def test_local_launcher_gives_the_in_process_table(pipeline, tmp_path):
+    """`--launcher local --jobs 2`: one submitit job per cell, two at a time; same seeds, same figures."""
+    pytest.importorskip("submitit")
+    inline_cells, inline_out = run(Table1Config("two", pipeline), Workspace.resolve(tmp_path / "a"))
+    jobs_cells, jobs_out = run(Table1Config("two", pipeline, launcher="local", jobs=2),
+                               Workspace.resolve(tmp_path / "b"))
+    assert [c.status for c in jobs_cells] == ["done", "done"]
+    a = {r["method"]: r for r in csv.DictReader((inline_out / "table1.csv").open())}
+    b = {r["method"]: r for r in csv.DictReader((jobs_out / "table1.csv").open())}
+    for method in a:
+        assert a[method]["dice_global"] == b[method]["dice_global"] != ""
+        assert a[method]["split_sha256"] == b[method]["split_sha256"]
+    assert list((jobs_out / "jobs").glob("*_log.out"))  # submitit kept each job's log
+
+
+def test_list_prints_one_runnable_command_per_cell(pipeline, tmp_path, cli):
+    res = cli("table1", "--profile", "budget", "--pipeline", pipeline, "--list", "--workdir", tmp_path / "w")
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("medref table1 --profile budget") for line in lines)
+    assert lines[0].endswith("--only t1-supervised-qata-mini-25pct-1min-s0")
+    res = cli("table1", "--profile", "budget", "--pipeline", pipeline, "--only", "nope", "--workdir", tmp_path / "w")
+    assert res.exit_code == 2 and "no cell 'nope'" in res.output
+
+
+def test_one_cell_then_collect(pipeline, tmp_path, cli):
+    w = tmp_path / "w"
+    res = cli("table1", "--profile", "two", "--pipeline", pipeline, "--only", "t1-supervised-qata-mini-25pct-s0",
+              "--workdir", w)
+    assert res.exit_code == 0, res.output
+    res = cli("table1", "--profile", "two", "--pipeline", pipeline, "--collect", "--workdir", w)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((w / "results" / "table1" / "two" / "table1.csv").open()))
+    assert [r["status"] for r in rows] == ["done (cached)", "missing"]
+
+
+def test_failed_job_is_reported(pipeline, tmp_path):
+    pytest.importorskip("submitit")
+    cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
+    assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)

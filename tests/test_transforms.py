@@ -30,3 +30,17 @@ def test_rand_centre_zoom_is_seeded_and_zooms_image_and_label_together():
     assert torch.equal(out_a["image"], out_b["image"]) and not torch.equal(out_a["image"], item["image"])
     assert torch.equal(out_a["label"], centre_zoom(item["label"], a.factor, nearest=True))
     assert out_a["text"] == "x" and item["image"] is not out_a["image"]
+
+
+def test_meta_tracking_is_off_inside_a_stage_and_restored_after():
+    from monai.data import get_track_meta
+
+    from medref_cli.training.data import without_meta_tracking
+
+    @without_meta_tracking
+    def inside():
+        return get_track_meta()
+
+    assert get_track_meta() is True  # importing medref changes nothing
+    assert inside() is False
+    assert get_track_meta() is True

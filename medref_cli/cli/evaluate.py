@@ -20,6 +20,9 @@ def evaluate(
     checkpoint: Which = "best",
     overlays: Annotated[int, typer.Option(help="Overlay PNGs to write.")] = 6,
     ablation: Annotated[bool, typer.Option(help="Also score shuffled and empty captions.")] = True,
+    side_gate: Annotated[bool, typer.Option(
+        "--side-gate", help="Text-consistent output: nothing in the image half a one-lung report does not name.")]
+    = False,
     device: Device = "auto",
     no_progress: NoProgress = False,
     workdir: Workdir = None,
@@ -31,7 +34,7 @@ def evaluate(
     from medref_cli.workspace import Workspace
 
     cfg = EvaluateConfig(run, split, checkpoint, overlays=overlays, ablation=ablation, device=device,
-                         progress=progress_enabled(not no_progress))
+                         progress=progress_enabled(not no_progress), side_gate=side_gate)
     s, out = stage(cfg, Workspace.resolve(workdir))
     g, p = s["protocols"]["global"], s["protocols"]["per_image"]
     line = (f"{s['run']} on {s['split']} ({s['n_images']} images): global Dice {g['dice']:.4f} IoU {g['iou']:.4f}; "

@@ -19,17 +19,35 @@ def table1(
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the profile.")] = None,
     collect: Annotated[bool, typer.Option(
         "--collect", help="Write the table from the cells already evaluated; train nothing.")] = False,
+    only: Annotated[str | None, typer.Option("--only", help="Run one cell (its name as --list prints it).")] = None,
+    list_cells: Annotated[bool, typer.Option("--list", help="Print one command per cell and exit.")] = False,
+    launcher: Annotated[str, typer.Option(
+        "--launcher", help="inline (one process) | local | slurm (one submitit job per cell).")] = "inline",
+    jobs: Annotated[int, typer.Option("--jobs", help="Cells running at once with --launcher local|slurm.")] = 1,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition", help="SLURM partition.")] = None,
+    slurm_gpus: Annotated[int | None, typer.Option("--slurm-gpus", help="GPUs per SLURM job.")] = None,
     no_progress: NoProgress = False,
     workdir: Workdir = None,
 ) -> None:
     """Run the Table 1 matrix (resumable; failed cells reported) and write table1.md/.csv/.png."""
-    from medref_cli.stages.table1 import Table1Config, run
+    from medref_cli.errors import MedrefError
+    from medref_cli.stages.table1 import Table1Config, commands, run
     from medref_cli.workspace import Workspace
 
+    if launcher not in ("inline", "local", "slurm"):
+        raise MedrefError(f"--launcher {launcher!r}: choose inline, local or slurm")
+    slurm = {k: v for k, v in (("slurm_partition", slurm_partition), ("gpus_per_node", slurm_gpus)) if v is not None}
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    cells, out = run(Table1Config(profile, pipeline, raw, seed_list, collect=collect), Workspace.resolve(workdir))
+    cfg = Table1Config(profile, pipeline, raw, seed_list, collect=collect, only=only, launcher=launcher, jobs=jobs,
+                       slurm=slurm)
+    ws = Workspace.resolve(workdir)
+    if list_cells:
+        typer.echo("\n".join(commands(cfg, ws)))
+        return
+    cells, out = run(cfg, ws)
     failed = sum(c.status == "failed" for c in cells)
-    typer.echo((out / "table1.md").read_text())
+    if only is None:
+        typer.echo((out / "table1.md").read_text())
     typer.echo(f"{len(cells)} cells, {failed} failed -> {out}")
     if failed:
         raise typer.Exit(1)

@@ -54,7 +54,8 @@ def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, 
     for row_no, row in rows:
         if not any(str(v or "").strip() for v in row):
             continue
-        name = str(row[img_col] if img_col < len(row) else "" or "").strip()
+        cell = row[img_col] if img_col < len(row) else None
+        name = "" if cell is None else str(cell).strip()  # an empty xlsx cell is None, not "None"
         text = row[txt_col] if txt_col < len(row) else None
         text = "" if text is None else str(text)
         if not name:

@@ -21,8 +21,9 @@ def build_convnext(cfg: ModelConfig) -> nn.Module:
             model = ConvNextModel.from_pretrained(cfg.encoder_pretrained, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise MedrefError(
-                f"image encoder {cfg.encoder_pretrained!r}: not found locally ({exc.__class__.__name__}); "
-                "set model.encoder_pretrained to a local ConvNeXt folder or null for random init"
+                f"image encoder {cfg.encoder_pretrained!r}: neither a local folder nor in the Hugging Face cache "
+                f"({exc.__class__.__name__}; medref runs offline); set model.encoder_pretrained in --config to a "
+                "local ConvNeXt folder, or null for random init (--text-encoder DIR sets the text encoder)"
             ) from None
         widths = list(model.config.hidden_sizes)
         if widths != list(cfg.encoder_widths):

@@ -61,7 +61,7 @@ class FrozenTextEncoder(torch.nn.Module):
             where = "folder" if local else "hub id (not in the local cache; medref runs offline)"
             raise MedrefError(
                 f"text encoder {name!r}: cannot load {where} ({exc.__class__.__name__}); "
-                f"pass --text-encoder DIR with a local Hugging Face encoder"
+                f"pass --text-encoder DIR (or set model.text_encoder in --config) to a local Hugging Face encoder"
             ) from None
         model.eval().requires_grad_(False)
         object.__setattr__(self, "encoder", model)  # kept out of state_dict and parameters()

@@ -1,8 +1,8 @@
 """`medref evaluate RUN`: Dice and IoU at 0.5 on a held-out split, under both protocols.
 
-Writes `<run>/eval-<split>/`: `summary.json` (global and per-image protocols, per-zone and per-laterality
-breakdowns, text-ablation gap), `per_case.csv`, and overlay PNGs. Predictions are upsampled to each
-image's prepared size and compared with its original mask.
+Writes `<run>/eval-<split>/` (`eval-<split>-side-gate/` with `side_gate`): `summary.json` (global and
+per-image protocols, per-zone and per-laterality breakdowns, text-ablation gap), `per_case.csv`, and overlay
+PNGs. Predictions are upsampled to each image's prepared size and compared with its original mask.
 
 - per-zone: global Dice/IoU over the pixels of one zone region (image-left/right half x row third),
   pooled over the split.
@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
+from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
-from medref_cli.zone_masks import laterality, zone_regions
+from medref_cli.zone_masks import laterality, side_mask, zone_regions
+from medref_cli.zones import parse_zones
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class EvaluateConfig:
     ablation: bool = True
     device: str = "auto"
     progress: bool = False
+    side_gate: bool = False  # zero the probability in the image half a one-lung report does not name
 
 
 def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 - SplitSpec
@@ -62,6 +65,7 @@ def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 
     return ids
 
 
+@without_meta_tracking
 def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
     from medref_cli.imaging import read_prepared
     from medref_cli.overlays import panel
@@ -100,6 +104,9 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
                   for rid in batch["id"]]  # read once, scored under every caption variant
         for name, texts in variants.items():
             probs = predict_probs(model, text, batch["image"], texts[pos : pos + n], device)
+            if cfg.side_gate:
+                zones = torch.tensor([parse_zones(t) for t in texts[pos : pos + n]])
+                probs = probs * side_mask(zones, *probs.shape[-2:])
             for i in range(n):
                 truth = truths[i]
                 p = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear", align_corners=False) >= 0.5
@@ -114,7 +121,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
     per_case = {k: torch.cat(v) for k, v in counts.items()}
     summary: dict[str, Any] = {
         "run": run_dir.name, "split": cfg.split, "checkpoint": cfg.checkpoint, "n_images": len(data),
-        "threshold": 0.5, "model_image_size": size, "eval_model": info.eval_model,
+        "threshold": 0.5, "model_image_size": size, "eval_model": info.eval_model, "side_gate": cfg.side_gate,
         "protocols": summarize(per_case["normal"]),
         "protocol_notes": {
             "global": "tp/fp/fn pooled over all pixels of the split (Ariadne's Thread / torchmetrics style)",
@@ -139,7 +146,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
             "gap_global_dice_shuffled": base - abl["shuffled"]["global"]["dice"],
             "gap_global_dice_empty": base - abl["empty"]["global"]["dice"],
         }
-    out_dir = run_dir / f"eval-{cfg.split}"
+    out_dir = run_dir / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
     with staged_dir(out_dir, overwrite=True) as tmp:
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         dice, iou = dice_iou(per_case["normal"])

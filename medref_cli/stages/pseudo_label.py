@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
+from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, read_json, staged_dir
 
 SCHEMA = 1
@@ -49,6 +50,7 @@ def predicted_zones(mask: torch.Tensor) -> list[int]:
     return [int(s >= ZONE_MIN_SHARE) for s in share]
 
 
+@without_meta_tracking
 def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
     from medref_cli.imaging import png_bytes, read_prepared
     from medref_cli.progress import track

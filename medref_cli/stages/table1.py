@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ class Table1Config:
     seeds: list[int] | None = None
     progress: bool = False
     collect: bool = False  # only gather cells already evaluated (status "missing" for the others)
+    only: str | None = None  # run this one cell (its run name, as `--list` prints it)
+    launcher: str = "inline"  # inline | local | slurm
+    jobs: int = 1  # cells running at once under local / slurm
+    slurm: dict[str, Any] = field(default_factory=dict)  # extra submitit parameters, e.g. {"slurm_partition": "gpu"}
 
 
 @dataclass
@@ -167,41 +172,69 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
     cell.status, cell.wall_s = "done", time.time() - t0
 
 
-def run(cfg: Table1Config, ws: Workspace) -> tuple[list[Cell], Path]:
+def matrix(cfg: Table1Config) -> tuple[Path, dict[str, Any], list[Cell]]:
+    """(pipeline file, profile, every cell in run order) of `cfg`; `cfg.only` keeps the one cell of that name."""
     pipeline = cfg.pipeline or default_pipeline()
     if not pipeline.is_file():
         raise MedrefError(f"{pipeline}: pipeline file not found; pass --pipeline pipelines/table1.yaml")
     prof = load_profile(pipeline, cfg.profile)
-    seeds = cfg.seeds or list(prof["seeds"])
     cells: list[Cell] = []
     for ds in prof["datasets"]:
-        if not cfg.collect:
-            ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
         for ratio in prof["ratios"]:
             full = ratio.strip() in ("100%", "1", "1.0")
             for budget in prof.get("budgets") or [None]:
-                for seed in seeds:
-                    for method in prof["methods"]:
-                        if full and method != "supervised":
-                            continue
-                        cells.append(Cell(ds["name"], ratio, method, int(seed), budget=budget))
+                for seed in cfg.seeds or list(prof["seeds"]):
+                    cells += [Cell(ds["name"], ratio, m, int(seed), budget=budget) for m in prof["methods"]
+                              if not full or m == "supervised"]
+    if cfg.only is not None:
+        cells = [c for c in cells if c.run_name == cfg.only]
+        if not cells:
+            raise MedrefError(f"{pipeline}: profile {cfg.profile!r} has no cell {cfg.only!r} (see --list)")
+    return pipeline, prof, cells
+
+
+def commands(cfg: Table1Config, ws: Workspace) -> list[str]:
+    """One shell command per cell, for other schedulers or GNU parallel; `--collect` writes the table after."""
+    pipeline, _, cells = matrix(cfg)
+    common = f"--profile {cfg.profile} --pipeline {shlex.quote(str(pipeline))} --workdir {shlex.quote(str(ws.root))}"
+    if cfg.raw is not None:
+        common += f" --raw {shlex.quote(str(cfg.raw))}"
+    return [f"medref table1 {common} --only {c.run_name}" for c in cells]
+
+
+def run(cfg: Table1Config, ws: Workspace) -> tuple[list[Cell], Path]:
+    """Run (or, with `collect`, gather) every cell, then write the table. `launcher`: `inline` runs the cells one
+    after another in this process; `local` / `slurm` submit one submitit job per cell, at most `jobs` at a time."""
+    pipeline, prof, cells = matrix(cfg)
+    if not cfg.collect:
+        for ds in prof["datasets"]:  # before any job: parallel cells must not prepare the same dataset twice
+            if any(c.dataset == ds["name"] for c in cells):
+                ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
     t_start = time.time()
-    for k, cell in enumerate(cells, 1):
-        try:
-            run_cell(ws, prof, cell, cfg.collect)
-        except Exception as exc:  # a failed cell is reported; the matrix goes on
-            cell.status, cell.error = "failed", f"{exc.__class__.__name__}: {exc}"
-            log.error("cell %d/%d %s %s %s s%d failed: %s", k, len(cells), cell.dataset, cell.ratio, cell.method,
-                      cell.seed, cell.error)
-            continue
-        if not cell.summary:
-            continue
-        dice = cell.summary["protocols"]["global"]["dice"]
-        log.info("cell %d/%d %s %s %s s%d: %s, global Dice %.4f (%.1f s)", k, len(cells), cell.dataset, cell.ratio,
-                 cell.method, cell.seed, cell.status, dice, cell.wall_s)
+    if cfg.launcher == "inline" or cfg.collect:
+        for k, cell in enumerate(cells, 1):
+            run_guarded(ws, prof, cell, cfg.collect, f"{k}/{len(cells)}")
+    else:
+        from medref_cli.stages.table1_jobs import submit_all
+
+        submit_all(cfg, ws, pipeline, cells)
     out = ws.results / "table1" / cfg.profile
-    write_outputs(out, cfg.profile, prof, cells, ws, time.time() - t_start)
+    if cfg.only is None:
+        write_outputs(out, cfg.profile, prof, cells, ws, time.time() - t_start)
     return cells, out
+
+
+def run_guarded(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool, where: str) -> None:
+    """run_cell; a failure is recorded on the cell and logged, and the matrix goes on."""
+    try:
+        run_cell(ws, prof, cell, collect)
+    except Exception as exc:  # a failed cell is reported; the matrix goes on
+        cell.status, cell.error = "failed", f"{exc.__class__.__name__}: {exc}"
+        log.error("cell %s %s failed: %s", where, cell.run_name, cell.error)
+        return
+    if cell.summary:
+        log.info("cell %s %s: %s, global Dice %.4f (%.1f s)", where, cell.run_name, cell.status,
+                 cell.summary["protocols"]["global"]["dice"], cell.wall_s)
 
 
 def _sha(path: Path) -> str:

@@ -4,18 +4,20 @@ Weak view (SPEC 3.1): resize, mild random zoom (+ optional caption-aware flip), 
 Strong view: the weak image copied to `image_s`, then brightness/contrast jitter (0.2, p 0.8) and Gaussian
 blur (p 0.5): same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`.
 
-MONAI's metadata tracking is switched off on import (`set_track_meta(False)` is process-wide, so it also
-applies to a caller's own MONAI transforms): nothing here reads `MetaTensor.meta`, tracking it made the
-training loader about 2x slower, and a MetaTensor batch sent every model op through `__torch_function__`
-(bench/RESULTS.md).
+MONAI's metadata tracking is switched off while a stage runs (`without_meta_tracking`, which restores the
+caller's setting after): nothing here reads `MetaTensor.meta`, tracking it made the training loader about 2x
+slower, and a MetaTensor batch sent every model op through `__torch_function__` (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
-from monai.data import CacheDataset, DataLoader, set_track_meta
+from monai.data import CacheDataset, DataLoader, get_track_meta, set_track_meta
 from monai.transforms import (
     Compose,
     CopyItemsd,
@@ -28,7 +30,22 @@ from medref_cli.model.presets import TrainConfig
 from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandCentreZoomd, RandFlipTextd
 
 KEYS = ("image", "label")
-set_track_meta(False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def without_meta_tracking(fn: F) -> F:
+    """Run `fn` with MONAI metadata tracking off (a process-wide flag), then restore the caller's setting."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = get_track_meta()
+        set_track_meta(False)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            set_track_meta(before)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def items(manifest: DatasetManifest, folder: Path, ids: list[str], with_labels: bool = True) -> list[dict]:

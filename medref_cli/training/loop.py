@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 from medref_cli.model import checkpoint
 from medref_cli.model.presets import ModelConfig, TrainConfig
 from medref_cli.plots import line_plot
-from medref_cli.training.data import eval_dataset, loader, train_dataset
+from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
 from medref_cli.training.inference import autocast, predict_probs
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, truncate_metrics
@@ -159,6 +159,7 @@ def _cosine(total: int, warmup: int, anneal_factor: float = 1.0) -> Any:
     return factor
 
 
+@without_meta_tracking
 def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None, data_val: list[dict],
         resume: bool = False) -> RunInfo:
     """Train until the epochs, the patience or the time budget run out; rank 0 holds the run folder's lock."""

@@ -1,0 +1,74 @@
+"""Table 1 cells as submitit jobs (`medref table1 --launcher local|slurm --jobs N`).
+
+Each cell is one job running `table1.run_cell` in its own process (on this machine with `local`, on a SLURM
+node with `slurm`); at most `jobs` run at once, the next one is submitted as one finishes. A job that fails
+(an exception, a killed node) marks its cell failed and the others go on. The parent then reads every cell's
+`eval-test/summary.json` like `--collect` does, so the table is the one an in-process run writes.
+Job logs: `<workdir>/results/table1/<profile>/jobs/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from medref_cli.errors import MedrefError
+from medref_cli.stages.table1 import Cell, Table1Config, load_profile, matrix, run_guarded
+from medref_cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def cell_job(workdir: str, cfg: Table1Config, cell_name: str) -> dict[str, Any]:
+    """Runs in the job's process: one cell, by run name -> {status, error, wall_s}."""
+    from dataclasses import replace
+
+    ws = Workspace.resolve(Path(workdir))
+    _, prof, cells = matrix(replace(cfg, only=cell_name))
+    run_guarded(ws, prof, cells[0], False, cell_name)
+    return {"status": cells[0].status, "error": cells[0].error, "wall_s": cells[0].wall_s}
+
+
+def _executor(cfg: Table1Config, folder: Path):  # noqa: ANN202 - submitit.Executor
+    try:
+        import submitit
+    except ImportError:
+        raise MedrefError("--launcher local|slurm needs submitit: pip install 'medref[cluster]'") from None
+    params = {"name": f"medref-{cfg.profile}", "timeout_min": 24 * 60, **cfg.slurm}
+    executor = submitit.AutoExecutor(folder=folder, cluster=cfg.launcher)
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cell]) -> None:
+    """Run `cells` as jobs, `cfg.jobs` at a time; fills each cell's status, error and summary."""
+    import json
+    import time
+    from dataclasses import replace
+
+    load_profile(pipeline, cfg.profile)
+    folder = ws.results / "table1" / cfg.profile / "jobs"
+    executor = _executor(cfg, folder)
+    job_cfg = replace(cfg, pipeline=pipeline, launcher="inline")
+    pending, running = list(cells), []
+    while pending or running:
+        while pending and len(running) < max(1, cfg.jobs):
+            cell = pending.pop(0)
+            running.append((cell, executor.submit(cell_job, str(ws.root), job_cfg, cell.run_name)))
+            log.info("submitted %s (job %s)", cell.run_name, running[-1][1].job_id)
+        for item in [r for r in running if r[1].done()]:
+            running.remove(item)
+            cell, job = item
+            try:
+                result = job.result()
+            except Exception as exc:  # the job's process died or raised outside run_cell
+                result = {"status": "failed", "error": f"job {job.job_id}: {exc.__class__.__name__}: {exc}"}
+            cell.status, cell.error = result["status"], result.get("error", "")
+            cell.wall_s = result.get("wall_s", 0.0)
+            cell.run = str(ws.runs / cell.run_name)
+            summary = ws.runs / cell.run_name / "eval-test" / "summary.json"
+            if cell.status != "failed" and summary.is_file():
+                cell.summary = json.loads(summary.read_text())
+            log.info("cell %s: %s", cell.run_name, cell.status)
+        time.sleep(0.5)
