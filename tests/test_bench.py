@@ -1,11 +1,13 @@
 """The benchmark's building blocks do what RESULTS.md says they do (the timings themselves are not tested)."""
 
+import pytest
 import torch
 
 from bench.step import bare_semi_step, step_flops
 from bench.workload import setup
 
 
+@pytest.mark.slow
 def test_bare_step_trains_the_model_and_flops_scale_with_the_batch():
     s = setup("tiny")
     before = [p.detach().clone() for p in s.model.parameters()]

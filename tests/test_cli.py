@@ -40,10 +40,10 @@ def test_workdir_option_beats_env(cli, workdir, tmp_path):
 def test_eval_model_comes_from_the_config_unless_the_option_says(cli, workdir, tmp_path):
     assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("method:\n  eval_model: teacher\n")
+    cfg.write_text("method:\n  eval_model: student\n")  # the file beats the recipe's teacher
     base = ("semi-train", "-d", "qata", "-l", "25%", "--preset", "tiny", "--epochs", "1", "--config", cfg)
     assert cli(*base, "--name", "from-config").exit_code == 0
-    assert cli(*base, "--name", "from-option", "--eval-model", "student").exit_code == 0
+    assert cli(*base, "--name", "from-option", "--eval-model", "teacher").exit_code == 0
     runs = workdir / "runs"
-    assert json.loads((runs / "from-config" / "run.json").read_text())["eval_model"] == "teacher"
-    assert json.loads((runs / "from-option" / "run.json").read_text())["eval_model"] == "student"
+    assert json.loads((runs / "from-config" / "run.json").read_text())["eval_model"] == "student"
+    assert json.loads((runs / "from-option" / "run.json").read_text())["eval_model"] == "teacher"

@@ -16,6 +16,7 @@ from medref_cli.synthetic import SampleSpec, write
 from medref_cli.workspace import Workspace
 
 
+@pytest.mark.slow
 def test_killed_prepare_leaves_nothing_and_rerun_completes(cli, workdir):
     stale = workdir / "datasets" / ".qata.abc123.tmp"
     (stale / "images").mkdir(parents=True)
@@ -69,6 +70,7 @@ def _metrics(run):
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
     write(tmp_path / "raw", SampleSpec("qata", n=40, size=64, seed=4))
     ws = tmp_path / "w"
@@ -87,6 +89,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
     assert json.loads((ws / "runs" / "cut" / "run.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_seed_drives_split_and_training(cli, workdir):
     import yaml
 
@@ -113,6 +116,7 @@ def test_wrong_stage_order_names_the_missing_step(cli, workdir, order):
     assert "medref prepare" in res.output or "no run folder" in res.output
 
 
+@pytest.mark.slow
 def test_sigkill_mid_prepare_leaves_no_dataset_and_rerun_completes(tmp_path):
     write(tmp_path / "raw", SampleSpec("qata", n=600, size=96, seed=5))
     ws = tmp_path / "w"
@@ -128,6 +132,7 @@ def test_sigkill_mid_prepare_leaves_no_dataset_and_rerun_completes(tmp_path):
     assert not list((ws / "datasets").glob(".s.*")), "temp folders left behind"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_pseudo_label_leaves_no_output_and_rerun_completes(tmp_path):
     write(tmp_path / "raw", SampleSpec("qata", n=400, size=64, seed=6))
     ws = tmp_path / "w"
@@ -148,6 +153,7 @@ def test_sigkill_mid_pseudo_label_leaves_no_output_and_rerun_completes(tmp_path)
     assert not list(run.glob(".pseudo-labels-train_unlabeled.*")), "temp folders left behind"
 
 
+@pytest.mark.slow
 def test_semi_train_same_seed_gives_identical_metrics(tmp_path):
     write(tmp_path / "raw", SampleSpec("qata", n=40, size=64, seed=4))
     ws = tmp_path / "w"

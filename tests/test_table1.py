@@ -48,6 +48,7 @@ def pipeline(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_two_cell_matrix(pipeline, tmp_path):
     ws = Workspace.resolve(tmp_path / "w")
     cells, out = run(Table1Config("two", pipeline, collect=True), ws)  # nothing evaluated yet: nothing trained
@@ -65,6 +66,7 @@ def test_two_cell_matrix(pipeline, tmp_path):
     assert [c.status for c in cells] == ["done (cached)", "done (cached)"]
 
 
+@pytest.mark.slow
 def test_budget_profile_names_cells_by_budget_and_recipe(pipeline, tmp_path):
     ws = Workspace.resolve(tmp_path / "w")
     cells, out = run(Table1Config("budget", pipeline), ws)
@@ -79,6 +81,7 @@ def test_budget_profile_names_cells_by_budget_and_recipe(pipeline, tmp_path):
     assert {r["budget_min"] for r in rows} == {"1"} and len(rows) == 4
 
 
+@pytest.mark.slow
 def test_failing_cells_are_reported_and_the_matrix_goes_on(pipeline, tmp_path):
     cells, out = run(Table1Config("broken", pipeline), Workspace.resolve(tmp_path / "w"))
     assert len(cells) == 3  # 25 %: two methods; 100 %: supervised only
@@ -141,6 +144,7 @@ def test_list_prints_one_runnable_command_per_cell(pipeline, tmp_path, cli):
     assert res.exit_code == 2 and "no cell 'nope'" in res.output
 
 
+@pytest.mark.slow
 def test_one_cell_then_collect(pipeline, tmp_path, cli):
     w = tmp_path / "w"
     res = cli("table1", "--profile", "two", "--pipeline", pipeline, "--only", "t1-supervised-qata-mini-25pct-s0",
@@ -152,6 +156,7 @@ def test_one_cell_then_collect(pipeline, tmp_path, cli):
     assert [r["status"] for r in rows] == ["done (cached)", "missing"]
 
 
+@pytest.mark.slow
 def test_failed_job_is_reported(pipeline, tmp_path):
     pytest.importorskip("submitit")
     cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
