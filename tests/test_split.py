@@ -60,3 +60,45 @@ def test_split_refusals(cli, sample_ws):
     assert res.exit_code == 2 and "> 0" in res.output
     res = cli("split", "--dataset", "mini", "--labeled", "5000")
     assert res.exit_code == 2
+
+
+def _official(path, names):
+    path.write_text(json.dumps({"train": [{"image_path": f"mask_{n}.png", "caption": "x", "pseudo_label": [0] * 6}
+                                          for n in names]}))
+    return path
+
+
+def test_import_official_manifest_pair(sample_ws, cli, tmp_path):
+    lab = _official(tmp_path / "split_labeled_0.05.json", ["synth_0000", "synth_0003", "synth_0007"])
+    unl = _official(tmp_path / "split_unlabeled_0.05.json", [f"synth_{i:04d}" for i in range(10, 40)])
+    res = cli("split", "-d", "mini", "-l", "5%", "--seed", "0", "--from", lab, "--unlabeled-from", unl)
+    assert res.exit_code == 0, res.output
+    spec = json.loads((sample_ws / "splits" / "mini-5pct-s0.json").read_text())
+    assert spec["train_labeled"] == ["synth_0000", "synth_0003", "synth_0007"]
+    assert len(spec["train_unlabeled"]) == 30 and len(spec["test"]) == 15
+    assert len(spec["val"]) == 45 - 3 - 30 and "synth_0001" in spec["val"]  # train images neither file names
+    from medref_cli.stages.split import ensure
+    from medref_cli.workspace import Workspace
+
+    loaded, _, created = ensure(Workspace.resolve(sample_ws), "mini", "5%", 0)  # what training then uses
+    assert not created and loaded.train_labeled == spec["train_labeled"]
+
+
+def test_import_plain_id_list_matches_names_loosely(sample_ws, cli, tmp_path):
+    (tmp_path / "ids.txt").write_text("# labelled\nSYNTH_0001\nsynth_0002.png\nmask_synth_0004.png\n")
+    res = cli("split", "-d", "mini", "-l", "3", "--from", tmp_path / "ids.txt")
+    assert res.exit_code == 0, res.output
+    spec = json.loads((sample_ws / "splits" / "mini-n3-s42.json").read_text())
+    assert spec["train_labeled"] == ["synth_0001", "synth_0002", "synth_0004"]
+    assert not set(spec["train_labeled"]) & set(spec["val"] + spec["train_unlabeled"] + spec["test"])
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (["synth_0001", "covid_9999", "nope"], "2 id(s) not in dataset 'mini': 'mask_covid_9999.png', 'mask_nope.png'"),
+    (["synth_0050"], "is in the test split"),
+])
+def test_import_names_bad_ids(sample_ws, cli, tmp_path, names, message):
+    lab = _official(tmp_path / "lab.json", names)
+    res = cli("split", "-d", "mini", "-l", "5%", "--from", lab)
+    assert res.exit_code == 2 and "lab.json" in res.output and message in res.output, res.output
+    assert not (sample_ws / "splits" / "mini-5pct-s42.json").exists()

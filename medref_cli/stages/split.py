@@ -34,6 +34,8 @@ class SplitConfig:
     val_fraction: float = VAL_FRACTION
     test_fraction: float = TEST_FRACTION
     overwrite: bool = False
+    from_file: Path | None = None  # labelled ids from this file (`import_split`)
+    unlabeled_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,12 @@ def run(cfg: SplitConfig, ws: Workspace) -> tuple[SplitSpec, Path]:
     path = split_path(ws, cfg.dataset, ratio, cfg.seed)
     if path.exists() and not cfg.overwrite:
         raise MedrefError(f"{path}: already exists; pass --overwrite to replace it")
-    spec = make_split(manifest, ratio, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    if cfg.from_file is not None:
+        spec = import_split(manifest, ratio, cfg.seed, cfg.from_file, cfg.unlabeled_file, cfg.val_fraction)
+    elif cfg.unlabeled_file is not None:
+        raise MedrefError("--unlabeled-from needs --from (the labelled ids)")
+    else:
+        spec = make_split(manifest, ratio, cfg.seed, cfg.val_fraction, cfg.test_fraction)
     spec.save(path)
     return spec, path
 
@@ -154,3 +161,86 @@ def ensure(ws: Workspace, dataset: str, labeled: str, seed: int) -> tuple[SplitS
     spec = make_split(manifest, ratio, seed)
     spec.save(path)
     return spec, path, True
+
+
+def read_id_file(path: Path) -> list[str]:
+    """Ids named by a split file: the official Semi-MedRef / SGSeg JSON (`{"train": [{"image_path": ...}]}`, every
+    list of the object), a JSON list of names, or a text file with one name per line (`#` comments)."""
+    import json
+
+    if not path.is_file():
+        raise MedrefError(f"{path}: split file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MedrefError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        entries = [e for v in data.values() if isinstance(v, list) for e in v] if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise MedrefError(f"{path}: expected a list of names or an object of lists")
+        names = []
+        for i, e in enumerate(entries):
+            name = e.get("image_path") or e.get("image") if isinstance(e, dict) else e
+            if not isinstance(name, str) or not name.strip():
+                raise MedrefError(f"{path}: entry {i} has no image name (expected a string or an 'image_path')")
+            names.append(name)
+    else:
+        names = [line.split("#")[0].strip() for line in text.splitlines()]
+        names = [n for n in names if n]
+    if not names:
+        raise MedrefError(f"{path}: names no image")
+    return names
+
+
+def _match(manifest: DatasetManifest, names: list[str], source: Path) -> list[str]:
+    """File / mask names or ids -> manifest ids (case-insensitive, `mask_` prefix and extension ignored)."""
+    from medref_cli.importers.tables import image_key
+
+    by_key = {image_key(r.id): r.id for r in manifest.records}
+    ids, missing = [], []
+    for name in names:
+        rid = by_key.get(image_key(name))
+        (ids if rid else missing).append(rid or name)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise MedrefError(f"{source}: {len(missing)} id(s) not in dataset {manifest.name!r}: {shown}")
+    return sorted(set(ids))
+
+
+def import_split(manifest: DatasetManifest, ratio: Ratio, seed: int, labeled_file: Path,
+                 unlabeled_file: Path | None = None, val_fraction: float = VAL_FRACTION) -> SplitSpec:
+    """A split whose labelled ids (and, optionally, unlabelled ids) come from files. Test follows `make_split`'s
+    rule; val = the train images neither file names (an official manifest pair leaves out its val), else
+    `val_fraction` of the unlabelled pool, carved with `seed`."""
+    base = make_split(manifest, ratio, seed, val_fraction)
+    test = set(base.test)
+    train = sorted(set(base.train_labeled) | set(base.train_unlabeled) | set(base.val))
+    labeled = _match(manifest, read_id_file(labeled_file), labeled_file)
+    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    for rid in labeled:
+        if rid in test:
+            raise MedrefError(f"{labeled_file}: id {rid!r} is in the test split; it cannot be labelled")
+        if rid not in has_mask:
+            raise MedrefError(f"{labeled_file}: id {rid!r} has no mask; it cannot be labelled")
+    rest = [i for i in train if i not in set(labeled)]
+    if unlabeled_file is not None:
+        unlabeled = _match(manifest, read_id_file(unlabeled_file), unlabeled_file)
+        clash = sorted((set(unlabeled) & set(labeled)) | (set(unlabeled) & test))
+        if clash:
+            raise MedrefError(f"{unlabeled_file}: id {clash[0]!r} is also labelled or in the test split")
+        val = [i for i in rest if i not in set(unlabeled)]
+        rule = "labelled and unlabelled from files; val = train images neither file names"
+        if not val:
+            unlabeled, val = _carve(unlabeled, val_fraction, random.Random(seed + 1))
+            rule = f"labelled and unlabelled from files; val = {val_fraction:g} of the unlabelled carved"
+    else:
+        unlabeled, val = _carve(rest, val_fraction, random.Random(seed + 1))
+        rule = f"labelled from a file; val = {val_fraction:g} of the other train images carved"
+    pool = len([i for i in train if i in has_mask and i not in set(val)])
+    return SplitSpec(
+        dataset=manifest.name, dataset_hash=manifest.dataset_hash, ratio=ratio.text,
+        labeled_fraction=len(labeled) / max(1, pool), seed=seed, train_labeled=labeled,
+        train_unlabeled=sorted(unlabeled), val=sorted(val), test=sorted(test),
+        rule=f"{rule}; test as `medref split` ({base.rule.split(';')[0]}); imported from {labeled_file.name}",
+    )
