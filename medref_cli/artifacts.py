@@ -35,12 +35,13 @@ class Record:
     source_mask: str | None
     image_sha256: str
     mask_sha256: str | None
+    zones_known: bool = True  # False: the report names no position (no positional constraint in training)
 
 
 @dataclass
 class DatasetManifest:
     name: str
-    kind: str  # qata | mosmed
+    kind: str  # qata | mosmed | custom
     source: str
     layout: str
     records: list[Record]

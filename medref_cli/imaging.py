@@ -29,9 +29,16 @@ def _open(path: Path) -> Image.Image:
 
 
 def load_gray(path: Path, fixes: list[str] | None = None) -> np.ndarray:
-    """Any PNG/JPEG/TIFF -> uint8 (H, W). 16-bit and float images are min-max scaled to 0..255."""
-    img = _open(path)
+    """PNG/JPEG/TIFF, DICOM or a 2-D NIfTI -> uint8 (H, W). 16-bit and float images are min-max scaled to
+    0..255; DICOM goes through `importers.dicom` (its window, MONOCHROME1 inverted)."""
     fixes = fixes if fixes is not None else []
+    from medref_cli.importers.dicom import is_dicom, load_dicom
+
+    if is_dicom(path):
+        return load_dicom(path, fixes)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return load_nifti_2d(path, fixes)
+    img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -44,10 +51,33 @@ def load_gray(path: Path, fixes: list[str] | None = None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+def load_nifti_2d(path: Path, fixes: list[str] | None = None) -> np.ndarray:
+    """A 2-D NIfTI image (or a volume of one slice) -> uint8 (H, W), shown as the NIfTI slices of `prepare mosmed`."""
+    from medref_cli.importers import nifti
+
+    vol = nifti.load_volume(path)
+    if vol.ndim == 3 and vol.shape[2] == 1:
+        vol = vol[:, :, 0]
+    if vol.ndim != 2:
+        raise MedrefError(f"{path}: expected a 2-D NIfTI image, got shape {vol.shape}")
+    if fixes is not None:
+        fixes.append("NIfTI slice windowed to 8-bit")
+    return nifti.window(nifti.to_display(vol))
+
+
 def load_mask(path: Path, fixes: list[str] | None = None) -> np.ndarray:
-    """A {0,1} or {0,255} mask, 1- or multi-channel -> uint8 (H, W) with values {0, 1}."""
-    img = _open(path)
+    """A {0,1} or {0,255} mask, 1- or multi-channel (or a 2-D NIfTI label map, > 0 = lesion) -> uint8 (H, W)
+    with values {0, 1}."""
     fixes = fixes if fixes is not None else []
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        from medref_cli.importers import nifti
+
+        vol = nifti.load_volume(path)
+        vol = vol[:, :, 0] if vol.ndim == 3 and vol.shape[2] == 1 else vol
+        if vol.ndim != 2:
+            raise MedrefError(f"{path}: expected a 2-D NIfTI mask, got shape {vol.shape}")
+        return (nifti.to_display(vol) > 0).astype(np.uint8)
+    img = _open(path)
     arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=-1) if arr.shape[-1] in (3, 4) else arr.max(axis=-1)

@@ -1,5 +1,6 @@
 """Tiny synthetic data with distractors through every stage: the model must learn and must use the text."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -178,3 +179,61 @@ def test_ddp_two_processes_gloo(tmp_path):
     rows = (runs[0] / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and (runs[0] / "checkpoint_best.pt").is_file()
     assert "pretrain supervised: finished" in res.stdout
+
+
+def test_batch_predict_folder_and_table(trained, cli, tmp_path):
+    """--input a folder (PNG, DICOM, 2-D NIfTI) with one --text, then a table with a report per image."""
+    from test_dicom import write_dicom
+
+    ws, _, _ = trained
+    srcs = sorted((ws.dataset_dir("synth") / "images").glob("*.png"))[:3]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for s in srcs:
+        (folder / s.name).write_bytes(s.read_bytes())
+    pixels = np.asarray(Image.open(srcs[0])).astype(np.uint16) * 16
+    write_dicom(folder / "scan.dcm", pixels, "MONOCHROME1")
+    nib.save(nib.Nifti1Image(np.asarray(Image.open(srcs[1])).T[:, ::-1].astype(np.float32), np.eye(4)),
+             folder / "slice.nii.gz")
+    (folder / "notes.txt").write_text("not an image")
+    res = cli("predict", "learn", "--input", folder, "--text", CAPTION, "--out", tmp_path / "out", "--overlays", "2",
+              "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
+    assert len(rows) == 5 and {r["id"] for r in rows} >= {"scan", "slice"}
+    for r in rows:
+        assert 0 <= float(r["lesion_fraction_L-lower"]) <= 1 and 0 <= float(r["mean_probability"]) <= 1
+    assert len(list((tmp_path / "out" / "masks").glob("*.png"))) == 5
+    assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 2
+    res = cli("predict", "learn", "--input", folder, "--text", CAPTION, "--out", tmp_path / "out", "--workdir", ws.root)
+    assert res.exit_code == 2 and "already exists" in res.output
+    table = tmp_path / "t.csv"
+    table.write_text("image,text\n" + "".join(f"in/{s.name},{CAPTION.replace(',', '')}\n" for s in srcs))
+    res = cli("predict", "learn", "--input", table, "--format", "nifti", "--out", tmp_path / "out2", "--workdir",
+              ws.root)
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "out2" / "masks").glob("*.nii.gz"))) == 3
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("empty_folder", "no images"),
+    ("folder_without_text", "pass --text"),
+    ("table_without_image_column", "no 'image' column"),
+    ("table_missing_file", "not found"),
+])
+def test_batch_predict_bad_inputs(trained, cli, tmp_path, setup, message):
+    ws, _, _ = trained
+    src = next((ws.dataset_dir("synth") / "images").glob("*.png"))
+    (tmp_path / "d").mkdir()
+    args = ["--input", tmp_path / "d"]
+    if setup == "folder_without_text":
+        (tmp_path / "d" / "a.png").write_bytes(src.read_bytes())
+    elif setup == "table_without_image_column":
+        (tmp_path / "t.csv").write_text(f"file,text\na.png,{CAPTION.replace(',', '')}\n")
+        args = ["--input", tmp_path / "t.csv"]
+    elif setup == "table_missing_file":
+        (tmp_path / "t.csv").write_text("image,text\nnope.png,left lung\n")
+        args = ["--input", tmp_path / "t.csv"]
+    res = cli("predict", "learn", *args, "--out", tmp_path / "o", "--workdir", ws.root)
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not (tmp_path / "o").exists()

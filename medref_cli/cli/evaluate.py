@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import NoProgress, Workdir
+from medref_cli.cli.options import NoProgress, Overwrite, Workdir
 
 Run = Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")]
 Which = Annotated[str, typer.Option("--checkpoint", help="best | latest.")]
@@ -48,18 +48,39 @@ def evaluate(
 
 def predict(
     run: Run,
-    image: Annotated[Path, typer.Option("--image", help="PNG/JPEG or NIfTI (.nii/.nii.gz).")],
-    text: Annotated[str, typer.Option("--text", help="The positional report.")],
-    out: Annotated[Path, typer.Option("--out", help="Mask file (.png, or .nii.gz for NIfTI input).")],
+    out: Annotated[Path, typer.Option("--out", help="Mask file (one --image), or a new folder (--input).")],
+    image: Annotated[Path | None, typer.Option("--image", help="One PNG/JPEG/TIFF/DICOM or NIfTI image.")] = None,
+    input_: Annotated[Path | None, typer.Option(
+        "--input", help="Many images: a folder, or a csv/tsv/xlsx table with image and text columns.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="The positional report (for every image of a folder).")]
+    = None,
     checkpoint: Which = "best",
     threshold: Annotated[float, typer.Option(help="Probability threshold.")] = 0.5,
+    mask_format: Annotated[str, typer.Option("--format", help="Masks of --input: png | nifti.")] = "png",
+    overlays: Annotated[int, typer.Option(help="Overlay PNGs written for --input (evenly spread).")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass for --input.")] = 16,
+    overwrite: Overwrite = False,
     device: Device = "auto",
+    no_progress: NoProgress = False,
     workdir: Workdir = None,
 ) -> None:
-    """Segment one image from its report; writes the mask and an overlay PNG."""
-    from medref_cli.stages.predict import PredictConfig
-    from medref_cli.stages.predict import run as stage
+    """Segment images from their reports: one --image (mask + overlay) or a folder / table with --input (masks,
+    overlays and predictions.csv)."""
+    from medref_cli.errors import MedrefError
+    from medref_cli.progress import progress_enabled
+    from medref_cli.stages import predict as stage
     from medref_cli.workspace import Workspace
 
-    written = stage(PredictConfig(run, image, text, out, checkpoint, threshold, device), Workspace.resolve(workdir))
+    ws = Workspace.resolve(workdir)
+    if (image is None) == (input_ is None):
+        raise MedrefError("predict: give one --image or an --input folder / table")
+    if input_ is not None:
+        cfg = stage.BatchPredictConfig(run, input_, out, text, checkpoint, threshold, batch_size, mask_format,
+                                       overlays, overwrite, device, progress_enabled(not no_progress))
+        folder, n = stage.run_batch(cfg, ws)
+        typer.echo(f"predicted {n} images -> {folder} (masks/, overlays/, predictions.csv)")
+        return
+    if text is None:
+        raise MedrefError("--text: give the positional report of the image")
+    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device), ws)  # type: ignore[arg-type]
     typer.echo("wrote " + ", ".join(str(p) for p in written))

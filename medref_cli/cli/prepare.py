@@ -1,4 +1,4 @@
-"""`medref prepare qata|mosmed|sample`."""
+"""`medref prepare qata|mosmed|custom|sample`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,19 @@ def mosmed(raw: Raw = None, name: Name = None, size: Size = None, overwrite: Ove
            skip_invalid: SkipInvalid = False, no_progress: NoProgress = False, workdir: Workdir = None) -> None:
     """MosMedData+ from LViT layout, CSV ports, or NIfTI volumes (--raw or $MEDREF_MOSMED_RAW)."""
     _prepare("mosmed", raw, name, size, overwrite, skip_invalid, no_progress, workdir)
+
+
+@app.command("custom")
+def custom(
+    table: Annotated[Path, typer.Option("--table", help="csv / tsv / xlsx: image, text[, mask][, split] columns; "
+                                        "paths relative to the table.")],
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the table's file stem).")] = None,
+    size: Size = None, overwrite: Overwrite = False, skip_invalid: SkipInvalid = False,
+    no_progress: NoProgress = False, workdir: Workdir = None,
+) -> None:
+    """Your own images (PNG, JPEG, TIFF, 16-bit PNG, DICOM, 2-D NIfTI) and reports from one table."""
+    stem = table.name.split(".")[0]
+    _prepare("custom", table, name or stem, size, overwrite, skip_invalid, no_progress, workdir)
 
 
 @app.command("sample")

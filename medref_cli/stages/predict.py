@@ -103,3 +103,176 @@ def _gz(img) -> bytes:  # noqa: ANN001 - nibabel image
     import gzip
 
     return gzip.compress(img.to_bytes(), mtime=0)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii", ".nii.gz")
+ZONE_COLUMNS = ("L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower")
+
+
+@dataclass
+class BatchPredictConfig:
+    run: str
+    input: Path  # a folder of images, or a table (csv / tsv / xlsx) with `image` and `text` columns
+    out: Path  # a new folder: masks/, overlays/, predictions.csv
+    text: str | None = None  # one report for every image (a folder input needs it)
+    checkpoint: str = "best"
+    threshold: float = 0.5
+    batch_size: int = 16
+    mask_format: str = "png"  # png | nifti
+    overlays: int = 20  # overlay PNGs written (evenly spread); 0 for none
+    overwrite: bool = False
+    device: str = "auto"
+    progress: bool = False
+
+
+def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
+    """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
+    from medref_cli.importers.tables import image_key
+
+    src = cfg.input
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise MedrefError(f"{src}: no images (expected {', '.join(IMAGE_SUFFIXES)})")
+        if not (cfg.text or "").strip():
+            raise MedrefError(f"{src}: a folder of images has no reports; pass --text with the report for all, "
+                              "or --input a table with image and text columns")
+        return [(image_key(p.name), p, cfg.text) for p in files]  # type: ignore[misc]
+    if not src.is_file():
+        raise MedrefError(f"{src}: input folder or table not found")
+    rows = _read_predict_table(src)
+    out = []
+    for row_no, name, text in rows:
+        text = text or cfg.text or ""
+        if not text.strip():
+            raise MedrefError(f"{src}: row {row_no}: no report for {name!r} (fill the text column or pass --text)")
+        path = (src.parent / name).resolve()
+        if not path.is_file():
+            raise MedrefError(f"{src}: row {row_no}: image {name!r} not found")
+        out.append((image_key(name), path, text))
+    if not out:
+        raise MedrefError(f"{src}: the table names no image")
+    keys = [k for k, _, _ in out]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise MedrefError(f"{src}: image {dup!r} appears twice")
+    return out
+
+
+def _read_predict_table(path: Path) -> list[tuple[int, str, str]]:
+    """(row, image, text) from a csv / tsv / xlsx with an `image` column and an optional `text` column."""
+    import csv
+
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a broken zip
+            raise MedrefError(f"{path}: not a readable xlsx ({exc.__class__.__name__})") from None
+        rows = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
+        wb.close()
+    else:
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.splitlines()[0] if text else ""
+        delimiter = "\t" if "\t" in first else ";" if first.count(";") > first.count(",") else ","
+        rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    if not rows:
+        raise MedrefError(f"{path}: empty table")
+    header = [h.strip().lower() for h in rows[0]]
+    if "image" not in header:
+        raise MedrefError(f"{path}: no 'image' column (found {', '.join(header) or 'none'})")
+    i_img = header.index("image")
+    i_txt = next((header.index(c) for c in ("text", "report", "caption", "description") if c in header), None)
+    out = []
+    for k, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        name = row[i_img].strip() if i_img < len(row) else ""
+        if not name:
+            raise MedrefError(f"{path}: row {k}: empty image name")
+        out.append((k, name, row[i_txt].strip() if i_txt is not None and i_txt < len(row) else ""))
+    return out
+
+
+def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
+    """Masks, overlays and predictions.csv for every input image, built in a temp folder then renamed."""
+    import csv
+
+    from medref_cli.imaging import load_gray, png_bytes
+    from medref_cli.overlays import panel
+    from medref_cli.progress import track
+    from medref_cli.training.trained_run import open_run
+    from medref_cli.workspace import staged_dir
+
+    if cfg.mask_format not in ("png", "nifti"):
+        raise MedrefError(f"--format {cfg.mask_format!r}: choose png or nifti")
+    inputs = batch_inputs(cfg)
+    if cfg.out.exists() and not cfg.overwrite:
+        raise MedrefError(f"{cfg.out}: already exists; pass --overwrite to replace it")
+    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
+    show = set(np.linspace(0, len(inputs) - 1, min(cfg.overlays, len(inputs))).round().astype(int).tolist()) \
+        if cfg.overlays else set()
+    rows = []
+    with staged_dir(cfg.out, cfg.overwrite) as tmp:
+        (tmp / "masks").mkdir()
+        (tmp / "overlays").mkdir()
+        chunks = [inputs[i : i + cfg.batch_size] for i in range(0, len(inputs), cfg.batch_size)]
+        k = 0
+        for chunk in track(chunks, len(chunks), f"predict {len(inputs)} images", cfg.progress):
+            images = [load_gray(path) for _, path, _ in chunk]
+            for (rid, path, text), image, (mask, prob) in zip(chunk, images, _segment_batch(tr, images, chunk, cfg),
+                                                             strict=True):
+                _write_mask(tmp / "masks", rid, mask, cfg.mask_format, png_bytes)
+                if k in show:
+                    buf = io.BytesIO()
+                    panel(image, mask, text).save(buf, format="PNG")
+                    (tmp / "overlays" / f"{rid}.png").write_bytes(buf.getvalue())
+                rows.append(_row(rid, path, text, mask, prob))
+                k += 1
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["id", "image", "text", "lesion_pixels", *(f"lesion_fraction_{z}" for z in ZONE_COLUMNS),
+                    "mean_probability"])
+        w.writerows(rows)
+        (tmp / "predictions.csv").write_text(buf.getvalue())
+    return cfg.out, len(rows)
+
+
+def _segment_batch(tr, images: list[np.ndarray], chunk, cfg: BatchPredictConfig):  # noqa: ANN001, ANN202
+    """One batched forward -> per image (uint8 {0,1} mask, float probabilities) at the image's own size."""
+    from medref_cli.training.inference import predict_probs
+
+    size = tr.model.cfg.image_size
+    x = torch.cat([F.interpolate(torch.from_numpy(im.astype(np.float32) / 255.0)[None, None], size=(size, size),
+                                 mode="bilinear", align_corners=False) for im in images])
+    probs = predict_probs(tr.model, tr.text, x, [t for _, _, t in chunk], tr.device)
+    out = []
+    for i, im in enumerate(images):
+        p = F.interpolate(probs[i : i + 1], size=im.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+        out.append(((p >= cfg.threshold).astype(np.uint8), p))
+    return out
+
+
+def _write_mask(folder: Path, rid: str, mask: np.ndarray, fmt: str, png_bytes) -> None:  # noqa: ANN001
+    if fmt == "png":
+        (folder / f"{rid}.png").write_bytes(png_bytes(mask * np.uint8(255)))
+        return
+    import nibabel as nib
+
+    from medref_cli.importers import nifti
+
+    img = nib.Nifti1Image(nifti.from_display(mask), np.eye(4))
+    img.set_data_dtype(np.uint8)
+    (folder / f"{rid}.nii.gz").write_bytes(_gz(img))
+
+
+def _row(rid: str, path: Path, text: str, mask: np.ndarray, prob: np.ndarray) -> list:
+    """id, image, text, lesion pixels, the share of each zone region covered, mean probability inside the mask."""
+    from medref_cli.zone_masks import zone_regions
+
+    regions = zone_regions(*mask.shape).numpy()
+    m = mask.astype(bool)
+    fractions = [round(float((m & r).sum() / r.sum()), 5) for r in regions]
+    mean_p = round(float(prob[m].mean()), 5) if m.any() else 0.0
+    return [rid, str(path), text, int(m.sum()), *fractions, mean_p]

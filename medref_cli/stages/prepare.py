@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from medref_cli.imaging import load_gray, load_mask, png_bytes, resize, sha256
 from medref_cli.importers import nifti
 from medref_cli.importers.layouts import RawRecord, RawScan, detect
 from medref_cli.progress import track
+from medref_cli.report_zones import parse_report
 from medref_cli.workspace import Workspace, staged_dir, write_json_atomic
 from medref_cli.zones import has_position, normalise_caption, parse_zones
 
@@ -41,7 +43,7 @@ DOWNLOAD_HINT = {
 
 @dataclass
 class PrepareConfig:
-    kind: str  # "qata" | "mosmed"
+    kind: str  # "qata" | "mosmed" | "custom" (raw = the table file)
     raw: Path | None = None
     name: str | None = None
     size: int | None = None
@@ -81,6 +83,8 @@ def _record_id(rec: RawRecord) -> str:
     if rec.slice_index is not None:
         return rec.key
     name = rec.image.name
+    if name.lower().endswith(".nii.gz"):
+        return name[:-7]
     return name[: -len(rec.image.suffix)] if rec.image.suffix else name
 
 
@@ -93,6 +97,21 @@ def _relative(path: Path | None, root: Path) -> str | None:
         return str(path)
 
 
+TEMPLATE = re.compile(r"^\s*(unilateral|bilateral|no)\s+pulmonary\s+infection", re.IGNORECASE)
+
+
+def caption_zones(caption: str) -> tuple[list[int], bool, str]:
+    """(zones, known, note): the QaTa / MosMed template grammar when the caption follows it, else the caption is
+    read as a free-text radiology report (`report_zones`); a report that names no position has unknown zones."""
+    if TEMPLATE.match(caption):
+        return list(parse_zones(caption)), True, "" if has_position(caption) else \
+            "caption names no zone: zone vector all zeros"
+    from_report = parse_report(caption)
+    if from_report is None:
+        return [0] * 6, False, "caption names no zone: zones unknown (a free-text report without a position)"
+    return list(from_report), True, "zones read from report phrasing"
+
+
 def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[str]) -> Record:
     """Read, check and write one record; raises MedrefError naming the file on bad input."""
     caption = normalise_caption(rec.caption.caption)
@@ -100,8 +119,9 @@ def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[
         raise MedrefError(f"{rec.caption.source}: empty caption for {rec.caption.name!r}")
     if caption != " ".join(str(rec.caption.caption).split()):
         fixes.append("caption: trailing '..' reduced to '.'")
-    if not has_position(caption):
-        fixes.append("caption names no zone: zone vector all zeros")
+    zones, known, note = caption_zones(caption)
+    if note:
+        fixes.append(note)
     image, mask = _load_pair(rec, fixes)
     if size is not None and image.shape != (size, size):
         fixes.append(f"resized {image.shape[1]}x{image.shape[0]} -> {size}x{size}")
@@ -120,7 +140,7 @@ def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[
         source_image = f"{source_image}#z={rec.slice_index}"
     return Record(
         id=rid, split=rec.split, image=f"images/{rid}.png", mask=mask_rel, caption=caption,
-        zones=list(parse_zones(caption)), height=int(image.shape[0]), width=int(image.shape[1]),
+        zones=zones, zones_known=known, height=int(image.shape[0]), width=int(image.shape[1]),
         source_image=source_image or "", source_mask=_relative(rec.mask, raw),
         image_sha256=sha256(img_bytes), mask_sha256=mask_sha,
     )
@@ -128,10 +148,19 @@ def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[
 
 def run(cfg: PrepareConfig, ws: Workspace) -> DatasetManifest:
     """Prepare one dataset; returns its manifest. Nothing appears under its name unless complete."""
-    raw = resolve_raw(cfg.kind, cfg.raw)
     name = cfg.name or cfg.kind
     final = ws.dataset_dir(name)
-    scan: RawScan = detect(raw, cfg.kind)
+    if cfg.kind == "custom":
+        from medref_cli.importers.custom import scan_table
+
+        if cfg.raw is None:
+            raise MedrefError("prepare custom: pass --table FILE (csv, tsv or xlsx with image and text columns)")
+        table = cfg.raw.expanduser().resolve()
+        scan: RawScan = scan_table(table)
+        raw = table.parent
+    else:
+        raw = resolve_raw(cfg.kind, cfg.raw)
+        scan = detect(raw, cfg.kind)
     if not scan.records:
         raise MedrefError(f"{raw}: {scan.layout} layout found but no image met a caption")
     log.info("%s: %s layout, %d records", raw, scan.layout, len(scan.records))

@@ -1,0 +1,74 @@
+"""`medref prepare custom --table`: your own images and reports, every image format, named errors."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from test_dicom import write_dicom
+
+from conftest import image_array, mask_array, png
+
+
+def _dataset(root):
+    img = image_array(1, 32)
+    png(root / "img" / "a.png", img)
+    Image.fromarray(img.astype(np.uint16) * 200).save(root / "img" / "b16.png")
+    Image.fromarray(img).convert("RGB").save(root / "img" / "c.jpg", quality=95)
+    Image.fromarray(img).save(root / "img" / "d.tiff")
+    write_dicom(root / "img" / "e.dcm", img.astype(np.uint16) * 16, "MONOCHROME1", window=(2048, 4096))
+    nib.save(nib.Nifti1Image(img.T[:, ::-1].astype(np.float32), np.eye(4)), root / "img" / "f.nii.gz")
+    png(root / "masks" / "a.png", mask_array(1, 32))
+    nib.save(nib.Nifti1Image((mask_array(2, 32) > 0).T[:, ::-1].astype(np.uint8), np.eye(4)), root / "masks" / "f.nii")
+    rows = [
+        ("img/a.png", "Unilateral pulmonary infection, one infected area, lower left lung.", "masks/a.png", "train"),
+        ("img/b16.png", "Patchy right lower lobe opacity. No effusion.", "", "train"),
+        ("img/c.jpg", "Bibasilar atelectasis.", "", "valid"),
+        ("img/d.tiff", "No acute cardiopulmonary abnormality.", "", "test"),
+        ("img/e.dcm", "No consolidation in the left lung; RUL nodule.", "", ""),
+        ("img/f.nii.gz", "Left upper lobe consolidation.", "masks/f.nii", "train"),
+    ]
+    lines = ["image\treport\tmask\tsplit"] + ["\t".join(r) for r in rows]
+    (root / "cases.tsv").write_text("\n".join(lines) + "\n")
+    return root / "cases.tsv"
+
+
+def test_prepare_custom_every_format_and_report_zones(cli, workdir, tmp_path):
+    table = _dataset(tmp_path / "raw")
+    res = cli("prepare", "custom", "--table", table)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((workdir / "datasets" / "cases" / "dataset.json").read_text())
+    recs = {r["id"]: r for r in manifest["records"]}
+    assert set(recs) == {"a", "b16", "c", "d", "e", "f"} and manifest["kind"] == "custom"
+    assert recs["a"]["zones"] == [0, 0, 1, 0, 0, 0] and recs["a"]["zones_known"]  # the QaTa template
+    assert recs["b16"]["zones"] == [0, 0, 0, 0, 0, 1]  # radiology phrasing
+    assert recs["c"]["zones"] == [0, 0, 1, 0, 0, 1] and recs["c"]["split"] == "val"
+    assert recs["d"]["zones_known"] is False and recs["d"]["split"] == "test"  # no position: unknown
+    assert recs["e"]["zones"] == [0, 0, 0, 1, 0, 0] and recs["e"]["split"] == "train"  # negated left dropped
+    assert recs["f"]["zones"] == [1, 1, 0, 0, 0, 0] and recs["f"]["mask"] and not recs["b16"]["mask"]
+    ds = workdir / "datasets" / "cases"
+    e = np.asarray(Image.open(ds / recs["e"]["image"]))
+    a = np.asarray(Image.open(ds / recs["a"]["image"]))
+    assert e.shape == a.shape == (32, 32)
+    assert np.corrcoef(e.ravel().astype(float), a.ravel().astype(float))[0, 1] < -0.9  # MONOCHROME1 inverted
+    f = np.asarray(Image.open(ds / recs["f"]["mask"]))
+    assert (f > 0).sum() == (mask_array(2, 32) > 0).sum()  # the NIfTI label map, in display orientation
+    report = json.loads((ds / "prepare_report.json").read_text())
+    assert any("unknown" in f["fix"] for f in report["fixed"])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.write_text("image\tmask\nimg/a.png\t\n"), "no text column"),
+    (lambda t: t.write_text("image\ttext\nimg/zz.png\tleft lung\n"), "row 2: image 'img/zz.png' not found"),
+    (lambda t: t.write_text("image\ttext\n../x.png\tleft lung\n"), "leaves the table's folder"),
+    (lambda t: t.write_text("image\ttext\tsplit\nimg/a.png\tleft lung\tholdout\n"), "split 'holdout'"),
+    (lambda t: ((t.parent / "img" / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"junk"),
+                t.write_text("image\ttext\nimg/bad.dcm\tleft lung\n")), "bad.dcm: unreadable DICOM"),
+])
+def test_prepare_custom_bad_input_is_named(cli, workdir, tmp_path, edit, message):
+    table = _dataset(tmp_path / "raw")
+    edit(table)
+    res = cli("prepare", "custom", "--table", table)
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not (workdir / "datasets" / "cases").exists()
