@@ -223,3 +223,25 @@ def test_burn_in_teacher_mode_is_applied():
         t, s = next(method.teacher.parameters()), next(model.parameters())
         assert torch.allclose(t, s) is moved
 
+
+
+# --- reports with no position (free-text datasets) ---------------------------------------------------------------
+def test_unknown_position_is_only_its_own_positive():
+    from medref_cli.semi.itc import soft_positives
+
+    zones = torch.tensor([[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+    known = torch.tensor([False, True, True])
+    pos = soft_positives(zones, True, known)
+    assert pos.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert soft_positives(zones, True)[0, 1] == 1  # without the flag two empty vectors are positives
+
+
+def test_t_patchmix_skips_unknown_positions():
+    from medref_cli.semi.t_patchmix import t_patchmix
+
+    texts = [LEFT, "Unilateral pulmonary infection, one infected area, upper left lung."]
+    image, prob = torch.rand(2, 1, 48, 48), torch.ones(2, 1, 48, 48)
+    gen = torch.Generator().manual_seed(0)
+    assert t_patchmix(image, prob, texts, torch.tensor([1, 0]), 6, 1.0, 0.0, gen).accepted == 2
+    res = t_patchmix(image, prob, texts, torch.tensor([1, 0]), 6, 1.0, 0.0, gen, known=[True, False])
+    assert res.attempted == 0 and res.texts == texts

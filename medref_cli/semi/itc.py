@@ -5,17 +5,22 @@ from __future__ import annotations
 import torch
 
 
-def soft_positives(zones: torch.Tensor, empty_positive: bool = True) -> torch.Tensor:
+def soft_positives(zones: torch.Tensor, empty_positive: bool = True, known: torch.Tensor | None = None
+                   ) -> torch.Tensor:
     """zones `(B, 6)` {0,1} -> `(B, B)` float: |a ∧ b| / |a ∨ b|, 1 on the diagonal.
 
-    Two empty vectors ("no infection", or no position) count as positives (1) when `empty_positive` (SPEC 3.4)
-    and as 0 otherwise (the official code).
+    Two empty vectors ("no infection") count as positives (1) when `empty_positive` (SPEC 3.4) and as 0
+    otherwise (the official code). `known` `(B,)` bool: a report with an unknown position is a positive of
+    itself only.
     """
     z = zones.float()
     inter = z @ z.T
     union = z.sum(1, keepdim=True) + z.sum(1)[None, :] - inter
     both_empty = torch.full_like(inter, 1.0 if empty_positive else 0.0)
     pos = torch.where(union > 0, inter / union.clamp(min=1e-9), both_empty)
+    if known is not None:
+        k = known.to(pos.device).bool()
+        pos = pos * (k[:, None] & k[None, :]).to(pos.dtype)
     pos.fill_diagonal_(1.0)
     return pos
 
@@ -27,11 +32,11 @@ def _soft_ce(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 
 def itc_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, zones: torch.Tensor, tau: float = 0.07,
-             empty_positive: bool = True) -> torch.Tensor:
+             empty_positive: bool = True, known: torch.Tensor | None = None) -> torch.Tensor:
     """img_emb, txt_emb `(B, P)` L2-normalised, zones `(B, 6)` -> scalar loss (L_i2t + L_t2i) / 2.
 
     t2i uses the transposed logits and the rows of P^T, each normalised on its own (P is symmetric for Jaccard
     positives, so this equals normalising the columns of P)."""
     logits = img_emb.float() @ txt_emb.float().T / tau
-    pos = soft_positives(zones, empty_positive).to(logits.device)
+    pos = soft_positives(zones, empty_positive, known).to(logits.device)
     return (_soft_ce(logits, pos) + _soft_ce(logits.T, pos.T)) / 2

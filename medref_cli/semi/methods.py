@@ -47,6 +47,13 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor |
     return (1 - (2 * (p * target).sum(dims) + 1e-5) / (p.sum(dims) + target.sum(dims) + 1e-5)).mean()
 
 
+def _known(batch: dict) -> torch.Tensor:
+    """`(B,)` bool: the report names a position (batches without the key: all known)."""
+    if "zones_known" in batch:
+        return batch["zones_known"]
+    return torch.ones(len(batch["text"]), dtype=torch.bool)
+
+
 def mixed_zones(zones: torch.Tensor, texts: list[str], perm: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     """Zone vectors after T-PatchMix: i's zones OR the zones of j = perm(i)'s first phrase where a block was
     pasted. zones `(B, 6)` long, box `(B, 1, H, W)` -> `(B, 6)` long."""
@@ -85,17 +92,18 @@ class TeacherStudent(Method):
         if batch_u is None or w_u == 0.0:  # burn-in: supervised only
             out = model(img_l, *self.ctx.text(text_l, dev))
             loss_sup = self.sup_loss(out["logits"].float(), mask_l)
-            loss_itc_l = self._itc(out, batch_l["zones"]) if c.itcl else torch.zeros((), device=dev)
+            loss_itc_l = self._itc(out, batch_l["zones"], _known(batch_l)) if c.itcl else torch.zeros((), device=dev)
             logs = {"loss_sup": loss_sup.item(), "loss_itc_l": loss_itc_l.item(), "w_u": 0.0}
             return loss_sup + c.itc_weight_labeled * loss_itc_l, logs
         img_u_w, img_u_s, text_u = batch_u["image"].to(dev), batch_u["image_s"].to(dev), list(batch_u["text"])
-        zones_u = batch_u["zones"].to(dev)
+        zones_u, known_u = batch_u["zones"].to(dev), _known(batch_u)
         with torch.no_grad():
             prob_u_w = torch.sigmoid(self.teacher(img_u_w, *self.ctx.text(text_u, dev))["logits"].float())
             if c.side_gate:
                 prob_u_w = prob_u_w * side_mask(zones_u, *prob_u_w.shape[-2:])
         text_u_s = self._pos_aug(text_u) if c.pos_aug_first else text_u
-        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w, text_u_s, zones_u)
+        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w, text_u_s, zones_u,
+                                                                          known_u)
         text_u_s = text_u_mix if c.pos_aug_first else self._pos_aug(text_u_mix)
         thresh = c.pseudo_thresh if c.t_patchmix else c.pseudo_thresh_no_mix
         pseudo_u = (prob_u_mix >= thresh).float()
@@ -113,11 +121,12 @@ class TeacherStudent(Method):
         logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u, "conf_ratio": conf_ratio,
                 "pseudo_fg": pseudo_u.mean().item(), **stats}
         if c.itcl:
-            loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"])
+            loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"], _known(batch_l))
             if c.itc_unlabeled_view == "weak":  # the student's encoder on (weak image, original text)
-                loss_itc_u = self._itc(model(img_u_w, *self.ctx.text(text_u, dev), embed_only=True), zones_u)
+                out_w = model(img_u_w, *self.ctx.text(text_u, dev), embed_only=True)
+                loss_itc_u = self._itc(out_w, zones_u, known_u)
             else:
-                loss_itc_u = self._itc({k: v[n_l:] for k, v in out.items()}, zones_u_mix)
+                loss_itc_u = self._itc({k: v[n_l:] for k, v in out.items()}, zones_u_mix, known_u)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
             logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
         logs["loss"] = loss.item()
@@ -127,12 +136,14 @@ class TeacherStudent(Method):
         c = self.cfg
         return [pos_aug(t, c.pos_aug_p, c.pos_aug_mode, self.rng) for t in texts] if c.pos_aug else texts
 
-    def _mix(self, img: torch.Tensor, prob: torch.Tensor, texts: list[str], zones: torch.Tensor):  # noqa: ANN202
-        """T-PatchMix, random CutMix or nothing -> (image, prob, texts, zones, stats)."""
+    def _mix(self, img: torch.Tensor, prob: torch.Tensor, texts: list[str], zones: torch.Tensor,  # noqa: ANN202
+             known: torch.Tensor):
+        """T-PatchMix (only between reports with a known position), random CutMix or nothing -> (image, prob,
+        texts, zones, stats)."""
         c = self.cfg
         perm = torch.randperm(img.shape[0], generator=self.gen).to(img.device)
         if c.t_patchmix:
-            mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen)
+            mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, known.tolist())
             stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
             return mix.image, mix.prob, mix.texts, mixed_zones(zones, texts, perm, mix.box_mask), stats
         if c.name == "cutmix":
@@ -140,9 +151,9 @@ class TeacherStudent(Method):
             return mix.image, mix.prob, texts, zones, {}
         return img, prob, texts, zones, {}
 
-    def _itc(self, out: dict, zones: torch.Tensor) -> torch.Tensor:
+    def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        return itc_loss(out["img_emb"], out["txt_emb"], zones, c.itc_tau, c.itc_empty_positive)
+        return itc_loss(out["img_emb"], out["txt_emb"], zones, c.itc_tau, c.itc_empty_positive, known)
 
     # -- hooks ---------------------------------------------------------------------------------------
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:

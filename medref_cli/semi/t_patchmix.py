@@ -60,16 +60,17 @@ def rewrite(text: str, pa: ZonePhrase, pb: ZonePhrase | None) -> str:
 
 
 def t_patchmix(image: torch.Tensor, prob: torch.Tensor, texts: list[str], perm: torch.Tensor, block: int,
-               mix_prob: float, gate: float, gen: torch.Generator) -> MixResult:
+               mix_prob: float, gate: float, gen: torch.Generator, known: list[bool] | None = None) -> MixResult:
     """image `(B, C, H, W)` (student's strong view), prob `(B, 1, H, W)` teacher foreground probability on the
-    weak view, texts (original captions), perm `(B,)` long -> MixResult."""
+    weak view, texts (original captions), perm `(B,)` long -> MixResult. `known[i]` False (a report with no
+    position): no block for i and none taken from i."""
     b, _, h, w = image.shape
     box = torch.zeros(b, 1, h, w, dtype=image.dtype, device=image.device)
     out_texts = list(texts)
     attempted = accepted = 0
     for i in range(b):
         j = int(perm[i])
-        if j == i:
+        if j == i or (known is not None and not (known[i] and known[j])):
             continue
         pa, pb = first_phrase(texts[i]), first_phrase(texts[j])
         if pa is None or (pb is not None and pb.side != pa.side):

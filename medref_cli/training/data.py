@@ -54,7 +54,8 @@ def items(manifest: DatasetManifest, folder: Path, ids: list[str], with_labels: 
     out = []
     for rid in ids:
         r = by_id[rid]
-        item = {"id": rid, "image": str(folder / r.image), "text": r.caption, "zones": list(r.zones)}
+        item = {"id": rid, "image": str(folder / r.image), "text": r.caption, "zones": list(r.zones),
+                "zones_known": bool(r.zones_known)}
         if with_labels and r.mask is not None:
             item["label"] = str(folder / r.mask)
         out.append(item)
@@ -97,9 +98,11 @@ def eval_dataset(data: list[dict], size: int) -> CacheDataset:
 
 
 def collate(batch: list[dict]) -> dict:
-    """Stack tensors, keep strings and zone lists as lists; `label` only if every item has one."""
+    """Stack tensors, keep strings as lists; `zones` `(B, 6)` long, `zones_known` `(B,)` bool (False: the report
+    names no position); `label` only if every item has one."""
     out: dict = {"id": [b["id"] for b in batch], "text": [b["text"] for b in batch],
-                 "zones": torch.tensor([b["zones"] for b in batch], dtype=torch.long)}
+                 "zones": torch.tensor([b["zones"] for b in batch], dtype=torch.long),
+                 "zones_known": torch.tensor([b.get("zones_known", True) for b in batch], dtype=torch.bool)}
     for key in ("image", "image_s", "label"):
         if all(key in b for b in batch):
             out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
