@@ -13,6 +13,7 @@ from medref_cli.cli.train import (
     DatasetOpt,
     Device,
     Epochs,
+    Logger,
     MaxMinutes,
     Name,
     Preset,
@@ -46,6 +47,7 @@ def semi_train(
     epochs: Epochs = None,
     max_minutes: MaxMinutes = None,
     text_encoder: TextEncoder = None,
+    logger: Logger = None,
     device: Device = "auto",
     resume: Resume = False,
     overwrite: Overwrite = False,
@@ -58,7 +60,7 @@ def semi_train(
     from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
-    ov = overrides(epochs, max_minutes, text_encoder)
+    ov = overrides(epochs, max_minutes, text_encoder, logger)
     ov["method"] = {"eval_model": eval_model} if eval_model else {}
     if recipe:
         ov["method"]["recipe"] = recipe

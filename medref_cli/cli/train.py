@@ -17,12 +17,17 @@ Name = Annotated[str | None, typer.Option("--name", help="Run folder name under 
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run from checkpoint_latest.pt.")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override train.epochs.")]
 MaxMinutes = Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock budget (stops after the epoch).")]
+Logger = Annotated[str | None, typer.Option(
+    "--logger", help="none or tensorboard: scalars and images in <run>/tensorboard/ (needs the tensorboard extra).")]
 TextEncoder = Annotated[str | None, typer.Option("--text-encoder", help="Local HF encoder dir or hub id (default: minilm).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 
 
-def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None) -> dict[str, Any]:
+def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None,
+              logger: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"train": {}, "model": {}}
+    if logger is not None:
+        out["train"]["logger"] = logger
     if epochs is not None:
         out["train"]["epochs"] = epochs
     if max_minutes is not None:
@@ -48,6 +53,7 @@ def pretrain(
     epochs: Epochs = None,
     max_minutes: MaxMinutes = None,
     text_encoder: TextEncoder = None,
+    logger: Logger = None,
     device: Device = "auto",
     pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
     = None,
@@ -63,7 +69,7 @@ def pretrain(
     from medref_cli.workspace import Workspace
 
     req = TrainRequest("pretrain", "supervised", labeled, dataset, seed, preset, config,
-                       overrides(epochs, max_minutes, text_encoder), name, resume, overwrite,
+                       overrides(epochs, max_minutes, text_encoder, logger), name, resume, overwrite,
                        progress_enabled(not no_progress), device)
     info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
     report(info, run)

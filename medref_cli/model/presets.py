@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 42
     text_cache_size: int = 4096
     threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
+    logger: str = "none"  # none | tensorboard (<run>/tensorboard/, needs the tensorboard extra)
 
 
 # `method` holds semi-train defaults (see `medref_cli.semi.methods.MethodConfig`) that a preset rescales.

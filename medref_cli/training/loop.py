@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from torch.utils.data import Sampler
 
@@ -31,6 +32,7 @@ from medref_cli.training.data import eval_dataset, loader, train_dataset, withou
 from medref_cli.training.inference import autocast, predict_probs
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, truncate_metrics
+from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
 from medref_cli.workspace import run_lock
 
 log = logging.getLogger(__name__)
@@ -126,13 +128,17 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def validate(module: nn.Module, text: Any, ds, device: torch.device, amp: bool, batch: int) -> dict:  # noqa: ANN001
+def validate(module: nn.Module, text: Any, ds, device: torch.device, amp: bool, batch: int,  # noqa: ANN001
+             samples: list | None = None, n_samples: int = 3) -> dict:
+    """Both protocols on `ds`; appends the first `n_samples` (image, probability, truth) 2-D arrays to `samples`."""
     was_training = module.training
     module.eval()
     counts = []
     for b in loader(ds, batch, shuffle=False, num_workers=0):
         probs = predict_probs(module, text, b["image"], b["text"], device, amp)
         counts.append(confusion(probs >= 0.5, b["label"] >= 0.5))
+        for k in range(min(n_samples - len(samples), len(probs)) if samples is not None else 0):
+            samples.append((b["image"][k, 0].numpy(), probs[k, 0].float().cpu().numpy(), b["label"][k, 0].numpy()))
     module.train(was_training)
     return summarize(torch.cat(counts)) if counts else summarize(torch.zeros(0, 3))
 
@@ -205,6 +211,7 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
         if ctx.is_main:
             truncate_metrics(ctx.run, state["epoch"])
         log.info("resumed from %s at epoch %d", latest, start)
+    tb = TensorBoardLog(ctx.run) if ctx.is_main and cfg.logger == "tensorboard" else None
     t0 = time.time() - elapsed_before
     log.info("%s: %d labelled, %d unlabelled, %d val images; %d steps/epoch, %d epochs, device %s",
              method.name, len(ds_l), len(ds_u) if ds_u else 0, len(data_val), steps, cfg.epochs, ctx.device)
@@ -251,7 +258,11 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
         stop = torch.zeros(1, device=ctx.device)  # NCCL broadcasts device tensors only
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-                val = validate(method.eval_module(model), ctx.text, ds_val, ctx.device, ctx.amp(), cfg.batch_size)
+                shown: list = []
+                val = validate(method.eval_module(model), ctx.text, ds_val, ctx.device, ctx.amp(), cfg.batch_size,
+                               shown if tb else None)
+                if tb and shown:
+                    tb.image("val/overlays (red: prediction, green: truth)", overlay_grid(shown), epoch)
                 dice = val["global"]["dice"]
                 row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
                             "val_dice_per_image": val["per_image"]["dice"]})
@@ -274,6 +285,9 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
             })
             append_metrics(ctx.run, row)
             plot_curve(ctx.run)
+            if tb:
+                tb.epoch(row, epoch)
+                tb.image("curve", np.asarray(Image.open(ctx.run / "curve.png").convert("RGB")), epoch)
             ctx.info.epochs_done, ctx.info.best_epoch, ctx.info.best_val_dice = epoch + 1, best_epoch, best
             ctx.info.save(ctx.run)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()
@@ -283,6 +297,8 @@ def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict]
         if stop[0] > 0:
             break
     ctx.info.status = status
+    if tb:
+        tb.close()
     if ctx.is_main:
         ctx.info.save(ctx.run)
     return ctx.info

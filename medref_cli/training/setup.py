@@ -111,6 +111,9 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
     config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
     model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
     train_config(copy.deepcopy(config["train"]), "train")
+    from medref_cli.training.tb_log import check_logger
+
+    check_logger(config["train"]["logger"])
     if req.stage == "semi-train":
         from medref_cli.semi.recipes import method_config
 
