@@ -29,7 +29,7 @@ class CaptionRow:
 def image_key(name: str) -> str:
     """Case-insensitive key of an image or mask file name: no `mask_` prefix, no extension."""
     stem = PurePosixPath(name.strip()).name.lower()
-    for ext in (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii"):
+    for ext in (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
             break

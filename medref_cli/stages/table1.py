@@ -310,7 +310,9 @@ def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str]
                     failed = any(c.status == "failed" for c in cells if (c.method, c.column) == (m, col))
                     row.append("failed" if failed else "—")
                     continue
-                text = f"{mean:.2f} ± {sd:.2f}"
+                text = f"{mean:.2f} ± {sd:.2f}" if n > 1 else f"{mean:.2f} (1 seed)"
+                if 1 < n < len(seeds):
+                    text += f" ({n} seeds)"
                 sup = stats.get(("supervised", col, metric), (float("nan"), 0.0, 0))
                 if m != "supervised" and n > 1 and sup[2] > 1 and mean - sup[0] > 2 * max(sd, sup[1]):
                     text += " †"
