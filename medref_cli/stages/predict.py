@@ -160,38 +160,19 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
 
 
 def _read_predict_table(path: Path) -> list[tuple[int, str, str]]:
-    """(row, image, text) from a csv / tsv / xlsx with an `image` column and an optional `text` column."""
-    import csv
+    """(row, image, text) from a csv / tsv / xlsx with an `image` column and an optional text column."""
+    from medref_cli.importers.custom import TEXT_COLUMNS, read_rows
 
-    if path.suffix.lower() == ".xlsx":
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many types for a broken zip
-            raise MedrefError(f"{path}: not a readable xlsx ({exc.__class__.__name__})") from None
-        rows = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
-        wb.close()
-    else:
-        text = path.read_text(encoding="utf-8-sig")
-        first = text.splitlines()[0] if text else ""
-        delimiter = "\t" if "\t" in first else ";" if first.count(";") > first.count(",") else ","
-        rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    if not rows:
-        raise MedrefError(f"{path}: empty table")
-    header = [h.strip().lower() for h in rows[0]]
-    if "image" not in header:
-        raise MedrefError(f"{path}: no 'image' column (found {', '.join(header) or 'none'})")
-    i_img = header.index("image")
-    i_txt = next((header.index(c) for c in ("text", "report", "caption", "description") if c in header), None)
+    rows = read_rows(path)
+    columns = set(rows[0][1]) if rows else set()
+    if "image" not in columns:
+        raise MedrefError(f"{path}: no 'image' column (found {', '.join(sorted(columns)) or 'none'})")
+    text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
     out = []
-    for k, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        name = row[i_img].strip() if i_img < len(row) else ""
-        if not name:
+    for k, row in rows:
+        if not row.get("image"):
             raise MedrefError(f"{path}: row {k}: empty image name")
-        out.append((k, name, row[i_txt].strip() if i_txt is not None and i_txt < len(row) else ""))
+        out.append((k, row["image"], row.get(text_col, "") if text_col else ""))
     return out
 
 
