@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-from medref_cli.zones import Zones
+from medref_cli.zones import Zones, has_position, parse_zones
 
 LEVEL_INDEX = {"upper": 0, "middle": 1, "lower": 2}
 LOBES = {  # abbreviation -> (side, levels)
@@ -206,3 +206,18 @@ def parse_report(report: str) -> Zones | None:
 def mentions_position(sentence: str) -> bool:
     """True when a sentence holds a position word (the denominator of the parse rate)."""
     return bool(POSITION_VOCAB.search(sentence.lower()))
+
+
+TEMPLATE = re.compile(r"^\s*(unilateral|bilateral|no)\s+pulmonary\s+infection", re.IGNORECASE)
+
+
+def caption_zones(caption: str) -> tuple[list[int], bool, str]:
+    """(zones, known, note): the QaTa / MosMed template grammar when the caption follows it, else the caption is
+    read as a free-text radiology report (`parse_report`); a report that names no position has unknown zones."""
+    if TEMPLATE.match(caption):
+        return list(parse_zones(caption)), True, "" if has_position(caption) else \
+            "caption names no zone: zone vector all zeros"
+    from_report = parse_report(caption)
+    if from_report is None:
+        return [0] * 6, False, "caption names no zone: zones unknown (a free-text report without a position)"
+    return list(from_report), True, "zones read from report phrasing"

@@ -6,12 +6,14 @@ options, so any one difference can still be switched alone:
 | field                 | `official` (aierwaixi/Semi-MedRef b9cd4b7)      | `medref`                                  |
 |-----------------------|-------------------------------------------------|-------------------------------------------|
 | sup_loss              | dice (MONAI 1.0.1's single-channel CE term is 0) | dice_ce                                   |
-| unsup_loss            | dice on 1[p >= 0.5], every pixel                 | see RECIPES                               |
+| unsup_loss            | dice on 1[p >= 0.5], every pixel                 | masked_bce_dice (confident pixels)        |
 | burn_in_teacher       | ema (keeps averaging at ema_start)               | copy                                      |
 | pos_aug_first         | true (T-PatchMix reads the augmented phrases)    | false                                     |
 | itc_unlabeled_view    | weak (separate pass, original text)              | mixed (the student's own pass)            |
 | itc_empty_positive    | false                                            | true (SPEC 3.4)                           |
-| side_gate             | false                                            | see RECIPES                               |
+| side_gate             | false                                            | true                                      |
+| feature_dropout       | 0                                                | 0.5                                       |
+| unsup_weight, mix_prob, eval_model | 0.3, 0.08, student                  | 1.0, 0.25, teacher                        |
 | train.anneal_factor   | 2.0 (cosine over 200 epochs, training 100)       | 1.0                                       |
 
 Pure: no torch import, so the CLI and the config checks stay fast.

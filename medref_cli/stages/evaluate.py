@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
+from medref_cli.report_zones import caption_zones
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
 from medref_cli.zone_masks import laterality, side_mask, zone_regions
-from medref_cli.zones import parse_zones
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
         for name, texts in variants.items():
             probs = predict_probs(model, text, batch["image"], texts[pos : pos + n], device)
             if cfg.side_gate:
-                zones = torch.tensor([parse_zones(t) for t in texts[pos : pos + n]])
+                zones = torch.tensor([caption_zones(t)[0] for t in texts[pos : pos + n]])
                 probs = probs * side_mask(zones, *probs.shape[-2:])
             for i in range(n):
                 truth = truths[i]

@@ -35,14 +35,24 @@ def is_nifti(path: Path) -> bool:
 
 def segment(model, text, image: np.ndarray, caption: str, device: torch.device, threshold: float) -> np.ndarray:  # noqa: ANN001
     """uint8 (H, W) image -> uint8 {0,1} (H, W) mask at the image's own size."""
+    return segment_batch(model, text, [image], [caption], device, threshold)[0][0]
+
+
+def segment_batch(model, text, images: list[np.ndarray], captions: list[str], device: torch.device,  # noqa: ANN001
+                  threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """uint8 (H, W) images (any sizes) -> per image (uint8 {0,1} mask, float probability) at its own size, in one
+    forward pass at the model's size."""
     from medref_cli.training.inference import predict_probs
 
     size = model.cfg.image_size
-    x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    probs = predict_probs(model, text, x, [caption], device)
-    probs = F.interpolate(probs, size=image.shape, mode="bilinear", align_corners=False)
-    return (probs[0, 0] >= threshold).numpy().astype(np.uint8)
+    x = torch.cat([F.interpolate(torch.from_numpy(im.astype(np.float32) / 255.0)[None, None], size=(size, size),
+                                 mode="bilinear", align_corners=False) for im in images])
+    probs = predict_probs(model, text, x, captions, device)
+    out = []
+    for i, im in enumerate(images):
+        p = F.interpolate(probs[i : i + 1], size=im.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+        out.append(((p >= threshold).astype(np.uint8), p))
+    return out
 
 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
@@ -180,7 +190,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     """Masks, overlays and predictions.csv for every input image, built in a temp folder then renamed."""
     import csv
 
-    from medref_cli.imaging import load_gray, png_bytes
+    from medref_cli.imaging import load_gray
     from medref_cli.overlays import panel
     from medref_cli.progress import track
     from medref_cli.training.trained_run import open_run
@@ -202,9 +212,9 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
         k = 0
         for chunk in track(chunks, len(chunks), f"predict {len(inputs)} images", cfg.progress):
             images = [load_gray(path) for _, path, _ in chunk]
-            for (rid, path, text), image, (mask, prob) in zip(chunk, images, _segment_batch(tr, images, chunk, cfg),
-                                                             strict=True):
-                _write_mask(tmp / "masks", rid, mask, cfg.mask_format, png_bytes)
+            results = segment_batch(tr.model, tr.text, images, [t for _, _, t in chunk], tr.device, cfg.threshold)
+            for (rid, path, text), image, (mask, prob) in zip(chunk, images, results, strict=True):
+                _write_mask(tmp / "masks", rid, mask, cfg.mask_format)
                 if k in show:
                     buf = io.BytesIO()
                     panel(image, mask, text).save(buf, format="PNG")
@@ -220,22 +230,10 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     return cfg.out, len(rows)
 
 
-def _segment_batch(tr, images: list[np.ndarray], chunk, cfg: BatchPredictConfig):  # noqa: ANN001, ANN202
-    """One batched forward -> per image (uint8 {0,1} mask, float probabilities) at the image's own size."""
-    from medref_cli.training.inference import predict_probs
+def _write_mask(folder: Path, rid: str, mask: np.ndarray, fmt: str) -> None:
+    """uint8 {0,1} mask -> `<rid>.png` ({0,255}) or `<rid>.nii.gz` (uint8 {0,1}, volume axes)."""
+    from medref_cli.imaging import png_bytes
 
-    size = tr.model.cfg.image_size
-    x = torch.cat([F.interpolate(torch.from_numpy(im.astype(np.float32) / 255.0)[None, None], size=(size, size),
-                                 mode="bilinear", align_corners=False) for im in images])
-    probs = predict_probs(tr.model, tr.text, x, [t for _, _, t in chunk], tr.device)
-    out = []
-    for i, im in enumerate(images):
-        p = F.interpolate(probs[i : i + 1], size=im.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-        out.append(((p >= cfg.threshold).astype(np.uint8), p))
-    return out
-
-
-def _write_mask(folder: Path, rid: str, mask: np.ndarray, fmt: str, png_bytes) -> None:  # noqa: ANN001
     if fmt == "png":
         (folder / f"{rid}.png").write_bytes(png_bytes(mask * np.uint8(255)))
         return

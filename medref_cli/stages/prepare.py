@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from medref_cli.imaging import load_gray, load_mask, png_bytes, resize, sha256
 from medref_cli.importers import nifti
 from medref_cli.importers.layouts import RawRecord, RawScan, detect
 from medref_cli.progress import track
-from medref_cli.report_zones import parse_report
+from medref_cli.report_zones import caption_zones
 from medref_cli.workspace import Workspace, staged_dir, write_json_atomic
-from medref_cli.zones import has_position, normalise_caption, parse_zones
+from medref_cli.zones import normalise_caption
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +94,6 @@ def _relative(path: Path | None, root: Path) -> str | None:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
-
-
-TEMPLATE = re.compile(r"^\s*(unilateral|bilateral|no)\s+pulmonary\s+infection", re.IGNORECASE)
-
-
-def caption_zones(caption: str) -> tuple[list[int], bool, str]:
-    """(zones, known, note): the QaTa / MosMed template grammar when the caption follows it, else the caption is
-    read as a free-text radiology report (`report_zones`); a report that names no position has unknown zones."""
-    if TEMPLATE.match(caption):
-        return list(parse_zones(caption)), True, "" if has_position(caption) else \
-            "caption names no zone: zone vector all zeros"
-    from_report = parse_report(caption)
-    if from_report is None:
-        return [0] * 6, False, "caption names no zone: zones unknown (a free-text report without a position)"
-    return list(from_report), True, "zones read from report phrasing"
 
 
 def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[str]) -> Record:

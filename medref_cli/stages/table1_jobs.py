@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.stages.table1 import Cell, Table1Config, load_profile, matrix, run_guarded
+from medref_cli.stages.table1 import Cell, Table1Config, matrix, run_guarded
 from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cel
     import time
     from dataclasses import replace
 
-    load_profile(pipeline, cfg.profile)
     folder = ws.results / "table1" / cfg.profile / "jobs"
     executor = _executor(cfg, folder)
     job_cfg = replace(cfg, pipeline=pipeline, launcher="inline")
