@@ -56,10 +56,10 @@ def _draw_zones(rng: np.random.Generator, allow_empty: bool) -> tuple[int, ...]:
     return tuple(bits)
 
 
-def _blob_centre(rng: np.random.Generator, zone: int, size: int) -> tuple[float, float]:
-    """A point inside lung `zone // 3` and row third `zone % 3` (image coordinates, pixels)."""
-    cx, cy = LUNG_CENTRES[zone // 3]
-    ax, ay = LUNG_AXES
+def _blob_centre(rng: np.random.Generator, zone: int, size: int, lungs: tuple) -> tuple[float, float]:
+    """A point inside lung `zone // 3` and row third `zone % 3` (image coordinates, pixels); `lungs` holds
+    this image's ((cx, cy), (ax, ay)) per lung as fractions."""
+    (cx, cy), (ax, ay) = lungs[zone // 3]
     y_lo, y_hi = max(cy - ay, (zone % 3) / 3), min(cy + ay, (zone % 3 + 1) / 3)
     margin = 0.04
     while True:
@@ -74,13 +74,40 @@ def _blob(yy: np.ndarray, xx: np.ndarray, centre: tuple[float, float], r: tuple[
     return ((xx - centre[0]) / r[0]) ** 2 + ((yy - centre[1]) / r[1]) ** 2
 
 
+def _lungs(rng: np.random.Generator) -> tuple:
+    """This image's lung fields: centres shifted by up to 3 % and axes scaled 0.9-1.1 (patients differ)."""
+    scale = rng.uniform(0.9, 1.1)
+    return tuple(((cx + rng.uniform(-0.03, 0.03), cy + rng.uniform(-0.03, 0.03)),
+                  (LUNG_AXES[0] * scale, LUNG_AXES[1] * scale)) for cx, cy in LUNG_CENTRES)
+
+
+def _opacity(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, centre: tuple[float, float],
+             s: int) -> tuple[np.ndarray, np.ndarray]:
+    """One opacity: 1-3 overlapping ellipses (radii 3-10 % of the image, so small and large, round and
+    elongated) with a mottled texture and a contrast from faint to dense. (intensity added, interior mask)."""
+    add = np.zeros_like(xx)
+    inside = np.zeros(xx.shape, bool)
+    strength = rng.uniform(30, 80)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    freq = rng.uniform(0.15, 0.4, 2) * 64 / s
+    texture = 1 + 0.25 * np.sin(freq[0] * xx + phase[0]) * np.sin(freq[1] * yy + phase[1])
+    for k in range(int(rng.integers(1, 4))):
+        c = centre if k == 0 else (centre[0] + rng.normal(0, 0.04 * s), centre[1] + rng.normal(0, 0.04 * s))
+        radii = (rng.uniform(0.03, 0.10) * s, rng.uniform(0.03, 0.10) * s)
+        d = _blob(yy, xx, c, radii)
+        add = np.maximum(add, strength * np.clip(1.25 - d, 0, 1) ** 0.7 * texture)
+        inside |= d < 1
+    return add, inside
+
+
 def render(rng: np.random.Generator, zones: tuple[int, ...], spec: SampleSpec) -> tuple[np.ndarray, np.ndarray, int]:
     """One synthetic image. Returns (uint8 image HxW, uint8 mask {0,1} HxW, number of lesions)."""
     s = spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    lung_geo = _lungs(rng)
     lungs = np.zeros((s, s), np.float32)
-    for cx, cy in LUNG_CENTRES:
-        d = _blob(yy, xx, (cx * s, cy * s), (LUNG_AXES[0] * s, LUNG_AXES[1] * s))
+    for (cx, cy), (ax, ay) in lung_geo:
+        d = _blob(yy, xx, (cx * s, cy * s), (ax * s, ay * s))
         lungs = np.maximum(lungs, np.clip((1.15 - d) / 0.3, 0, 1))
     if spec.style == "qata":
         img = 185 - 35 * (np.abs(xx - s / 2) / s) - 110 * lungs
@@ -94,22 +121,20 @@ def render(rng: np.random.Generator, zones: tuple[int, ...], spec: SampleSpec) -
         img += 120 * (_blob(yy, xx, (s / 2, 0.8 * s), (0.06 * s, 0.06 * s)) < 1)  # spine
     mask = np.zeros((s, s), bool)
     n_lesions = 0
-    lesion_zones = [z for z in range(6) if zones[z]]
+    placed = [(z, True) for z in range(6) if zones[z]]
     distractor_zones = [z for z in range(6) if not zones[z]]
-    placed = [(z, True) for z in lesion_zones]
     if spec.distractors and distractor_zones:
         k = int(rng.integers(1, min(2, len(distractor_zones)) + 1))
         placed += [(int(z), False) for z in rng.choice(distractor_zones, size=k, replace=False)]
     for zone, is_lesion in placed:
         for _ in range(int(rng.integers(1, 3)) if is_lesion else 1):
-            centre = _blob_centre(rng, zone, s)
-            radii = (rng.uniform(0.04, 0.075) * s, rng.uniform(0.04, 0.075) * s)
-            d = _blob(yy, xx, centre, radii)
-            img += rng.uniform(55, 75) * np.clip(1.25 - d, 0, 1) ** 0.7
+            add, inside = _opacity(rng, yy, xx, _blob_centre(rng, zone, s, lung_geo), s)
+            img += add * np.clip(lungs * 1.5, 0, 1)  # opacities stay inside the lung fields
             if is_lesion:
-                mask |= d < 1
+                mask |= inside & (lungs > 0.5)
                 n_lesions += 1
-    img += rng.normal(0, 6, (s, s))
+    img = (img - 110) * rng.uniform(0.85, 1.15) + 110 + rng.uniform(-15, 15)  # exposure differs per image
+    img += rng.normal(0, rng.uniform(4, 9), (s, s))
     return np.clip(img, 0, 255).astype(np.uint8), mask.astype(np.uint8), n_lesions
 
 

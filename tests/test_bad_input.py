@@ -118,14 +118,14 @@ def test_xlsx_empty_image_cell_is_named(tmp_path):
     from openpyxl import Workbook
 
     from medref_cli.errors import MedrefError
-    from medref_cli.importers.tables import read_xlsx
+    from medref_cli.importers.tables import read_table
 
     wb = Workbook()
     wb.active.append(["Image", "Description"])
     wb.active.append([None, "Unilateral pulmonary infection, one infected area, upper left lung."])
     wb.save(tmp_path / "t.xlsx")
     with pytest.raises(MedrefError, match=r"t.xlsx: row 2: empty image name"):
-        read_xlsx(tmp_path / "t.xlsx")
+        read_table(tmp_path / "t.xlsx")
 
 
 def test_manifest_schema_and_escape_are_refused(cli, workdir, tmp_path):

@@ -32,8 +32,8 @@ def trained(tmp_path_factory):
     write(root / "raw", SampleSpec("qata", n=160, size=64, seed=0, distractors=True))
     ws = Workspace.resolve(root / "work")
     prepare(PrepareConfig("qata", root / "raw", "synth"), ws)
-    info, run = pretrain.run(TrainRequest("pretrain", "supervised", "100%", "synth", preset="tiny",
-                                          overrides={"train": {"epochs": 30}}, name="learn"), ws)
+    info, run = pretrain.run(TrainRequest(stage="pretrain", method="supervised", labeled="100%", dataset="synth",
+                                          preset="tiny", overrides={"train": {"epochs": 30}}, name="learn"), ws)
     return ws, info, run
 
 
@@ -138,8 +138,8 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     prepare(PrepareConfig("qata", tmp_path / "raw", "s"), ws)
 
     def req(name, resume=False):
-        return TrainRequest("pretrain", "supervised", "50%", "s", preset="tiny", name=name, resume=resume,
-                            overrides={"train": {"epochs": 4, "zoom_prob": 1.0}})
+        return TrainRequest(stage="pretrain", method="supervised", labeled="50%", dataset="s", preset="tiny",
+                            name=name, resume=resume, overrides={"train": {"epochs": 4, "zoom_prob": 1.0}})
 
     pretrain.run(req("full"), ws)
     real_plot = loop.plot_curve

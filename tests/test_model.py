@@ -99,3 +99,44 @@ def test_flip_swaps_caption_and_zones():
     out = t({"image": img, "text": CAP, "zones": [0, 0, 1, 0, 0, 0]})
     assert out["image"][0, 0, 3] == 1 and out["text"].endswith("lower right lung.")
     assert out["zones"] == [0, 0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("encoder", ["convnext", "unet"])
+def test_each_registered_encoder_feeds_the_guided_decoder(encoder, text):
+    from medref_cli.model.encoders import ENCODERS
+
+    assert encoder in ENCODERS
+    cfg = model_config({**resolve("tiny")["model"], "encoder": encoder})
+    net = MedRefNet(cfg, text.dim)
+    feats = net.encoder(torch.rand(2, 1, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(c, 64 // s, 64 // s) for c, s in
+                                                    zip(cfg.encoder_widths, (4, 8, 16, 32), strict=True)]
+    out = net(torch.rand(2, 1, 64, 64), *text([CAP, "other"]))
+    assert out["logits"].shape == (2, 1, 64, 64)
+
+
+def test_unknown_encoder_is_named():
+    with pytest.raises(MedrefError, match="model.encoder 'vit'"):
+        MedRefNet(model_config({**resolve("tiny")["model"], "encoder": "vit"}), 8)
+
+
+def test_convnext_checkpoints_from_before_the_registry_still_load(text):
+    net = MedRefNet(model_config(resolve("tiny")["model"]), text.dim)
+    old = {k.replace("encoder.model.", "encoder."): v for k, v in net.state_dict().items()}
+    assert any(k.startswith("encoder.embeddings") for k in old)
+    fresh = MedRefNet(model_config(resolve("tiny")["model"]), text.dim)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values(), strict=True))
+
+
+def test_no_text_model_ignores_the_report():
+    from medref_cli.model.text_encoder import NoTextEncoder, text_encoder
+
+    none = text_encoder("none")
+    assert isinstance(none, NoTextEncoder) and none.dim == 1
+    net = MedRefNet(model_config({**resolve("tiny")["model"], "text_encoder": "none"}), none.dim).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        a = net(x, *none([CAP, "Bilateral pulmonary infection, all left lung and all right lung."]))["logits"]
+        b = net(x, *none(["", "anything"]))["logits"]
+    assert torch.equal(a, b) and torch.isfinite(a).all()

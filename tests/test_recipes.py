@@ -245,3 +245,49 @@ def test_t_patchmix_skips_unknown_positions():
     assert t_patchmix(image, prob, texts, torch.tensor([1, 0]), 6, 1.0, 0.0, gen).accepted == 2
     res = t_patchmix(image, prob, texts, torch.tensor([1, 0]), 6, 1.0, 0.0, gen, known=[True, False])
     assert res.attempted == 0 and res.texts == texts
+
+
+# --- the method registry ----------------------------------------------------------------------------------------
+def test_registry_fixes_each_methods_parts():
+    from medref_cli.semi.recipes import METHODS
+
+    for name, spec in METHODS.items():
+        cfg = method_config({"name": name, "cutmix_prob": 0.3})
+        for key, value in spec.fields.items():
+            assert getattr(cfg, key) == value, (name, key)
+    assert method_config({"name": "semi-medref"}).t_patchmix and not method_config({"name": "semi-medref"}).cutmix
+    with pytest.raises(MedrefError, match="--method 'fixmatch'"):
+        method_config({"name": "fixmatch"})
+
+
+def test_one_registry_entry_adds_a_method_to_table1_and_run_names(monkeypatch):
+    from medref_cli.semi import recipes
+    from medref_cli.stages.table1 import _stage, parse_method
+    from medref_cli.training.setup import default_run_name
+
+    spec = recipes.MethodSpec("mean teacher, PosAug only", "semi-train", {"t_patchmix": False, "itcl": False},
+                              ablations=("pos-aug",))
+    monkeypatch.setitem(recipes.METHODS, "posaug-teacher", spec)
+    assert parse_method("posaug-teacher-no-pos-aug") == ("posaug-teacher", {"pos_aug": False})
+    assert _stage("posaug-teacher") == "semi-train"
+    cfg = method_config({"name": "posaug-teacher"})
+    assert (cfg.t_patchmix, cfg.pos_aug, cfg.itcl) == (False, True, False)
+    req = _req(method="posaug-teacher", seed=3, overrides={"method": {"pos_aug": False}})
+    assert default_run_name(req, "qata", "5pct") == "posaug-teacher-no-pos-aug-qata-5pct-s3"
+    with pytest.raises(MedrefError, match="unknown method"):
+        parse_method("posaug-teacher-official")  # takes no recipe
+
+
+def test_cutmix_branch_pastes_a_box_and_keeps_the_captions():
+    method, model = _method("medref", name="cutmix", cutmix_prob=1.0, pos_aug_p=0.0)
+    assert method.cfg.cutmix and not method.cfg.t_patchmix
+    img = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 1, 64, 64).contiguous()
+    prob = img / 4
+    texts = [LEFT, RIGHT, BI, LEFT]
+    zones = torch.zeros(4, 6, dtype=torch.long)
+    out_img, out_prob, out_texts, out_zones, stats = method._mix(img, prob, texts, zones, torch.ones(4, dtype=torch.bool))
+    changed = (out_img != img).flatten(1).any(1)
+    assert changed.any() and out_texts == texts and torch.equal(out_zones, zones) and stats == {}
+    assert torch.equal(out_prob * 4, out_img)  # image and pseudo-label moved together
+    _, logs = method.step(model, *_batches(), epoch=3)
+    assert math.isfinite(logs["loss"]) and "loss_itc_u" not in logs  # cutmix: no ITCL

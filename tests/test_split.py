@@ -4,7 +4,7 @@ import pytest
 
 from conftest import REPO
 from medref_cli.errors import MedrefError
-from medref_cli.stages.split import make_split, parse_ratio
+from medref_cli.splits import make_split, parse_ratio
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_import_official_manifest_pair(sample_ws, cli, tmp_path):
     assert spec["train_labeled"] == ["synth_0000", "synth_0003", "synth_0007"]
     assert len(spec["train_unlabeled"]) == 30 and len(spec["test"]) == 15
     assert len(spec["val"]) == 45 - 3 - 30 and "synth_0001" in spec["val"]  # train images neither file names
-    from medref_cli.stages.split import ensure
+    from medref_cli.splits import ensure
     from medref_cli.workspace import Workspace
 
     loaded, _, created = ensure(Workspace.resolve(sample_ws), "mini", "5%", 0)  # what training then uses

@@ -25,6 +25,7 @@ profiles:
       - {name: qata-mini, kind: qata, raw: sample}
     ratios: ["25%"]
     budgets: [1]
+    epochs_per_minute: 2
     methods: [supervised, semi-medref-official]
     seeds: [0, 1]
     train: {epochs: 1, steps_per_epoch: 2}
@@ -75,8 +76,9 @@ def test_budget_profile_names_cells_by_budget_and_recipe(pipeline, tmp_path):
                                            "semi-medref-official") for s in (0, 1)}
     run_cfg = (ws.runs / "t1-semi-medref-official-qata-mini-25pct-1min-s0" / "config.yaml").read_text()
     assert "recipe: official" in run_cfg and "max_minutes: 1" in run_cfg
+    assert "epochs: 2" in run_cfg  # epochs_per_minute x budget replaces the profile's epoch cap
     md = (out / "table1.md").read_text()
-    assert "25% 1 min Dice" in md and md.count("±") == 1 + 2 * 2  # the legend, then Dice and IoU per method
+    assert "25% 1 min Dice" in md and md.count("±") == 1 + 2 * 3  # the legend, then Dice, IoU, shuffled text
     rows = list(csv.DictReader((out / "table1.csv").open()))
     assert {r["budget_min"] for r in rows} == {"1"} and len(rows) == 4
 
@@ -96,9 +98,13 @@ def test_profiles_and_methods_are_checked(pipeline):
         parse_method("fixmatch")
     with pytest.raises(MedrefError, match="no profile"):
         load_profile(pipeline, "nope")
+    bad = pipeline.parent / "bad.yaml"
+    bad.write_text(pipeline.read_text().replace("epochs_per_minute: 2", "epochs_per_minute: -1"))
+    with pytest.raises(MedrefError, match="epochs_per_minute must be a positive number"):
+        load_profile(bad, "budget")
     from conftest import REPO
 
-    for name in ("sample", "qata-cpu", "paper"):
+    for name in ("sample", "qata-cpu", "qata-budget", "qata-seeds", "paper"):
         load_profile(REPO / "pipelines" / "table1.yaml", name)
 
 
@@ -110,12 +116,15 @@ def test_profiles_and_methods_are_checked(pipeline):
 def test_two_std_mark(semi, sup, marked):
     from medref_cli.stages.table1 import Cell, _markdown, _mean_std
 
-    cells = [Cell("d", "5%", m, s, summary={"x": 1}) for m in ("supervised", "semi-medref") for s in range(len(semi))]
+    cells = [Cell("d", "5%", m, s) for m in ("supervised", "semi-medref") for s in range(len(semi))]
     stats = {(m, "5%", metric): _mean_std(vals) for m, vals in (("supervised", sup), ("semi-medref", semi))
              for metric in ("dice", "iou")}
-    row = next(line for line in _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats)
-               if line.startswith("| semi-medref"))
+    stats.update({(m, "5%", "shuffled"): _mean_std([50.0] * len(semi)) for m in ("supervised", "semi-medref")})
+    lines = _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats)
+    row = next(line for line in lines if line.startswith("| semi-medref"))
     assert ("†" in row) is marked
+    assert "5% shuffled text" in next(line for line in lines if line.startswith("| method"))
+    assert row.count("50.00") == 1 and "**50.00" not in row  # the shuffled column is shown, never bold or marked
 
 
 @pytest.mark.slow
@@ -161,3 +170,22 @@ def test_failed_job_is_reported(pipeline, tmp_path):
     pytest.importorskip("submitit")
     cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
     assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)
+
+
+@pytest.mark.slow
+def test_pipelines_ship_inside_the_wheel(tmp_path):
+    """`medref table1` reads the default matrices as package data, so a non-editable install has them."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import REPO
+
+    from medref_cli.stages.table1 import default_pipeline
+
+    assert default_pipeline().is_file() and default_pipeline().resolve().parent.parent.name == "medref_cli"
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("medref*.whl"))).namelist()
+    assert {"medref_cli/pipelines/table1.yaml", "medref_cli/pipelines/semi-from-pretrain.yaml"} <= set(names)

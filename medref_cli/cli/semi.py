@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Seed, Workdir
+from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Workdir
 from medref_cli.cli.train import (
     ConfigFile,
     DatasetOpt,
     Device,
+    Encoder,
     Epochs,
     Logger,
     MaxMinutes,
@@ -19,9 +20,11 @@ from medref_cli.cli.train import (
     Preset,
     Resume,
     TextEncoder,
+    TrainSeed,
     overrides,
     report,
 )
+from medref_cli.semi.recipes import METHODS  # pure (no torch): --help stays instant
 
 PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
 
@@ -29,8 +32,7 @@ PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A ps
 def semi_train(
     labeled: Labeled,
     dataset: DatasetOpt = None,
-    method: Annotated[str, typer.Option("--method", help="semi-medref | mean-teacher | cutmix | supervised.")]
-    = "semi-medref",
+    method: Annotated[str, typer.Option("--method", help=" | ".join(METHODS))] = "semi-medref",
     recipe: Annotated[str | None, typer.Option(
         "--recipe", help="medref | official (default: the config's method.recipe, else medref).")] = None,
     no_t_patchmix: Annotated[bool, typer.Option("--no-t-patchmix", help="Ablation: no T-PatchMix.")] = False,
@@ -40,13 +42,14 @@ def semi_train(
     eval_model: Annotated[str | None, typer.Option(
         "--eval-model", help="student | teacher (default: the config's method.eval_model, else student).")] = None,
     pseudo_labels: PseudoLabels = None,
-    seed: Seed = 42,
-    preset: Preset = "cpu",
+    seed: TrainSeed = None,
+    preset: Preset = None,
     config: ConfigFile = None,
     name: Name = None,
     epochs: Epochs = None,
     max_minutes: MaxMinutes = None,
     text_encoder: TextEncoder = None,
+    encoder: Encoder = None,
     logger: Logger = None,
     device: Device = "auto",
     resume: Resume = False,
@@ -60,15 +63,17 @@ def semi_train(
     from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
-    ov = overrides(epochs, max_minutes, text_encoder, logger)
+    ov = overrides(epochs, max_minutes, text_encoder, logger, encoder)
     ov["method"] = {"eval_model": eval_model} if eval_model else {}
     if recipe:
         ov["method"]["recipe"] = recipe
     for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl")):
         if flag:
             ov["method"][key] = False
-    req = TrainRequest("semi-train", method, labeled, dataset, seed, preset, config, ov, name, resume, overwrite,
-                       progress_enabled(not no_progress), device, init)
+    req = TrainRequest(stage="semi-train", method=method, labeled=labeled, dataset=dataset, seed=seed,
+                       preset=preset, config_file=config, overrides=ov, name=name, resume=resume,
+                       overwrite=overwrite, progress=progress_enabled(not no_progress), device=device,
+                       init_from=init)
     info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
     report(info, run)
 

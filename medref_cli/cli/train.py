@@ -7,25 +7,34 @@ from typing import Annotated, Any
 
 import typer
 
-from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Seed, Workdir
+from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Workdir
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d",
                                                  help="Prepared dataset (default: the only one in the workspace).")]
-Preset = Annotated[str, typer.Option("--preset", help="tiny | cpu | paper.")]
+Preset = Annotated[str | None, typer.Option("--preset", help="tiny | cpu | paper (default: cpu; on --resume the run's).")]
+TrainSeed = Annotated[int | None, typer.Option(
+    "--seed", help="Seed of the split and of training (default: 42; on --resume the run's).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML overriding preset fields (model:, train:).")]
 Name = Annotated[str | None, typer.Option("--name", help="Run folder name under <workdir>/runs/.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the run from checkpoint_latest.pt.")]
+Resume = Annotated[bool, typer.Option("--resume", help=(
+    "Continue the run from checkpoint_latest.pt; --epochs, --max-minutes and --logger may change, other "
+    "changed options are refused."))]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override train.epochs.")]
 MaxMinutes = Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock budget (stops after the epoch).")]
 Logger = Annotated[str | None, typer.Option(
     "--logger", help="none or tensorboard: scalars and images in <run>/tensorboard/ (needs the tensorboard extra).")]
-TextEncoder = Annotated[str | None, typer.Option("--text-encoder", help="Local HF encoder dir or hub id (default: minilm).")]
+TextEncoder = Annotated[str | None, typer.Option(
+    "--text-encoder", "--text", help="Local HF encoder dir or hub id (default: minilm); none: image-only baseline.")]
+Encoder = Annotated[str | None, typer.Option(
+    "--encoder", help="Image encoder: convnext (default) | unet (BasicUNet-style).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 
 
 def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None,
-              logger: str | None = None) -> dict[str, Any]:
+              logger: str | None = None, encoder: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"train": {}, "model": {}}
+    if encoder is not None:
+        out["model"]["encoder"] = encoder
     if logger is not None:
         out["train"]["logger"] = logger
     if epochs is not None:
@@ -46,13 +55,14 @@ def report(info, run: Path) -> None:  # noqa: ANN001 - RunInfo
 def pretrain(
     labeled: Labeled,
     dataset: DatasetOpt = None,
-    seed: Seed = 42,
-    preset: Preset = "cpu",
+    seed: TrainSeed = None,
+    preset: Preset = None,
     config: ConfigFile = None,
     name: Name = None,
     epochs: Epochs = None,
     max_minutes: MaxMinutes = None,
     text_encoder: TextEncoder = None,
+    encoder: Encoder = None,
     logger: Logger = None,
     device: Device = "auto",
     pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
@@ -68,8 +78,9 @@ def pretrain(
     from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
-    req = TrainRequest("pretrain", "supervised", labeled, dataset, seed, preset, config,
-                       overrides(epochs, max_minutes, text_encoder, logger), name, resume, overwrite,
-                       progress_enabled(not no_progress), device)
+    ov = overrides(epochs, max_minutes, text_encoder, logger, encoder)
+    req = TrainRequest(stage="pretrain", method="supervised", labeled=labeled, dataset=dataset, seed=seed,
+                       preset=preset, config_file=config, overrides=ov, name=name, resume=resume,
+                       overwrite=overwrite, progress=progress_enabled(not no_progress), device=device)
     info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
     report(info, run)

@@ -8,44 +8,21 @@ Images: PNG, JPEG, TIFF (16-bit too), DICOM, 2-D NIfTI; masks: PNG/TIFF or 2-D N
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path, PurePosixPath
 
 from medref_cli.errors import MedrefError
 from medref_cli.importers.layouts import SPLIT_ALIASES, RawRecord, RawScan
-from medref_cli.importers.tables import CaptionRow, image_key
+from medref_cli.importers.tables import CaptionRow, image_key, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
 
 
 def read_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
     """(row number, {column: cell}) with lower-case column names; empty rows skipped."""
-    if table.suffix.lower() == ".xlsx":
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(table, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many types for a broken zip
-            raise MedrefError(f"{table}: not a readable xlsx ({exc.__class__.__name__})") from None
-        grid = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
-        wb.close()
-    else:
-        try:
-            text = table.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            text = table.read_text(encoding="latin-1")
-        first = text.splitlines()[0] if text else ""
-        delimiter = "\t" if table.suffix.lower() == ".tsv" or "\t" in first else \
-            ";" if first.count(";") > first.count(",") else ","
-        grid = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    if not grid:
-        raise MedrefError(f"{table}: empty table")
-    header = [h.strip().lower() for h in grid[0]]
-    rows = []
-    for k, row in enumerate(grid[1:], start=2):
-        if any(c.strip() for c in row):
-            rows.append((k, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h}))
-    return rows
+    grid = read_grid(table)
+    header = [h.strip().lower() for h in grid[0][1]]
+    return [(k, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h})
+            for k, row in grid[1:] if any(c.strip() for c in row)]
 
 
 def _inside(table: Path, name: str, row: int, what: str) -> Path:

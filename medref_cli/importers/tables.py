@@ -42,7 +42,7 @@ def _check_name(table: Path, name: str, row: int) -> None:
         raise MedrefError(f"{table}: row {row}: image path {name!r} escapes the raw root")
 
 
-def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, list]]) -> list[CaptionRow]:
+def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, list[str]]]) -> list[CaptionRow]:
     lower = [str(h or "").strip().lower() for h in header]
     img_col = next((lower.index(c) for c in IMAGE_COLUMNS if c in lower), None)
     txt_col = next((lower.index(c) for c in TEXT_COLUMNS if c in lower), None)
@@ -54,10 +54,8 @@ def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, 
     for row_no, row in rows:
         if not any(str(v or "").strip() for v in row):
             continue
-        cell = row[img_col] if img_col < len(row) else None
-        name = "" if cell is None else str(cell).strip()  # an empty xlsx cell is None, not "None"
-        text = row[txt_col] if txt_col < len(row) else None
-        text = "" if text is None else str(text)
+        name = row[img_col].strip() if img_col < len(row) else ""
+        text = row[txt_col] if txt_col < len(row) else ""
         if not name:
             raise MedrefError(f"{table}: row {row_no}: empty image name")
         _check_name(table, name, row_no)
@@ -65,37 +63,39 @@ def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, 
     return out
 
 
-def read_csv(table: Path) -> list[CaptionRow]:
-    """`Image;text` or `Image,Description` CSV (delimiter sniffed from the header line)."""
-    try:
-        text = table.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = table.read_text(encoding="latin-1")
-    first = text.splitlines()[0] if text else ""
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
-    header = next(reader, None)
-    if header is None:
-        raise MedrefError(f"{table}: empty caption table")
-    return _rows_from_header(table, header, ((i + 2, row) for i, row in enumerate(reader)))
+def read_grid(table: Path) -> list[tuple[int, list[str]]]:
+    """Every row of a CSV (`,` or `;`, sniffed from the header line), TSV or xlsx (first sheet) table as
+    (1-based row number, cells as strings; an empty cell is ""), header first. The one table reader of
+    the caption tables, `prepare custom --table` and `predict --input TABLE`."""
+    if table.suffix.lower() == ".xlsx":
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(table, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a broken zip
+            raise MedrefError(f"{table}: not a readable xlsx ({exc.__class__.__name__})") from None
+        try:
+            grid = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
+        finally:
+            wb.close()
+    else:
+        try:
+            text = table.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            text = table.read_text(encoding="latin-1")
+        first = text.splitlines()[0] if text else ""
+        delimiter = "\t" if table.suffix.lower() == ".tsv" or "\t" in first else \
+            ";" if first.count(";") > first.count(",") else ","
+        grid = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    if not grid:
+        raise MedrefError(f"{table}: empty table")
+    return list(enumerate(grid, start=1))
 
 
-def read_xlsx(table: Path) -> list[CaptionRow]:
-    """LViT `*_text.xlsx`: first sheet, header row with `Image` and `Description`."""
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(table, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a broken zip
-        raise MedrefError(f"{table}: not a readable xlsx ({exc.__class__.__name__})") from None
-    try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise MedrefError(f"{table}: empty caption table")
-        return _rows_from_header(table, list(header), ((i + 2, list(r)) for i, r in enumerate(rows)))
-    finally:
-        wb.close()
+def read_table(table: Path) -> list[CaptionRow]:
+    """A caption table: LViT `*_text.xlsx`, or an `Image;text` / `Image,Description` CSV."""
+    grid = read_grid(table)
+    return _rows_from_header(table, grid[0][1], grid[1:])
 
 
 def read_sgseg_json(table: Path) -> dict[str, list[CaptionRow]]:
@@ -117,12 +117,6 @@ def read_sgseg_json(table: Path) -> dict[str, list[CaptionRow]]:
             rows.append(CaptionRow(image_key(name), name, str(entry["caption"] or ""), f"{table.name}:{split}[{i}]"))
         out[split] = rows
     return out
-
-
-def read_table(table: Path) -> list[CaptionRow]:
-    if table.suffix.lower() == ".xlsx":
-        return read_xlsx(table)
-    return read_csv(table)
 
 
 def merge_rows(rows: Iterable[CaptionRow]) -> dict[str, CaptionRow]:

@@ -47,12 +47,12 @@ def build_model(ckpt: dict[str, Any], path: Path, text_encoder_override: str | N
     """(model, text_encoder) rebuilt from the checkpoint alone, weights loaded, eval mode."""
     from medref_cli.model.network import MedRefNet
     from medref_cli.model.presets import model_config
-    from medref_cli.model.text_encoder import FrozenTextEncoder
+    from medref_cli.model.text_encoder import text_encoder
 
     cfg = model_config(dict(ckpt["config"]["model"]), f"{path}: model")
     if text_encoder_override:
         cfg.text_encoder = text_encoder_override
-    text = FrozenTextEncoder(cfg.text_encoder, cfg.max_tokens)
+    text = text_encoder(cfg.text_encoder, cfg.max_tokens)
     if text.dim != ckpt["text_dim"]:
         raise MedrefError(f"{path}: trained with a {ckpt['text_dim']}-d text encoder, {cfg.text_encoder!r} gives {text.dim}")
     cfg.encoder_pretrained = None  # the weights come from the checkpoint

@@ -1,4 +1,5 @@
-"""MedRefNet: ConvNeXt image encoder + frozen text features -> three guide stages -> x4 sub-pixel -> logits."""
+"""MedRefNet: an image encoder (`model.encoder`, see `encoders.py`) + frozen text features -> three guide stages ->
+x4 sub-pixel -> logits."""
 
 from __future__ import annotations
 
@@ -7,35 +8,9 @@ import torch.nn.functional as F
 from monai.networks.blocks import SubpixelUpsample, UnetOutBlock
 from torch import nn
 
-from medref_cli.errors import MedrefError
+from medref_cli.model.encoders import build_encoder
 from medref_cli.model.guide_decoder import GuideStage
 from medref_cli.model.presets import ModelConfig
-
-
-def build_convnext(cfg: ModelConfig) -> nn.Module:
-    """transformers `ConvNextModel`: config-built (random init) or loaded from a local dir / hub id."""
-    from transformers import ConvNextConfig, ConvNextModel
-
-    if cfg.encoder_pretrained:
-        try:
-            model = ConvNextModel.from_pretrained(cfg.encoder_pretrained, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise MedrefError(
-                f"image encoder {cfg.encoder_pretrained!r}: neither a local folder nor in the Hugging Face cache "
-                f"({exc.__class__.__name__}; medref runs offline); set model.encoder_pretrained in --config to a "
-                "local ConvNeXt folder, or null for random init (--text-encoder DIR sets the text encoder)"
-            ) from None
-        widths = list(model.config.hidden_sizes)
-        if widths != list(cfg.encoder_widths):
-            raise MedrefError(
-                f"image encoder {cfg.encoder_pretrained!r}: widths {widths} != model.encoder_widths {cfg.encoder_widths}"
-            )
-        return model
-    config = ConvNextConfig(
-        num_channels=cfg.in_channels, hidden_sizes=list(cfg.encoder_widths), depths=list(cfg.encoder_depths),
-        image_size=cfg.image_size,
-    )
-    return ConvNextModel(config)
 
 
 class MedRefNet(nn.Module):
@@ -50,8 +25,7 @@ class MedRefNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.text_dim = text_dim
-        self.encoder = build_convnext(cfg)
-        self.encoder_channels = int(self.encoder.config.num_channels)
+        self.encoder = build_encoder(cfg)
         w = list(cfg.encoder_widths)
         self.stages = nn.ModuleList(
             GuideStage(w[i], w[i - 1], text_dim, cfg.num_heads, cfg.guide_scale_init) for i in (3, 2, 1)
@@ -69,9 +43,7 @@ class MedRefNet(nn.Module):
         """`feature_dropout` > 0 (training only): channel dropout on every encoder feature map of the images
         from index `perturb_from` on (UniMatch's feature perturbation). `embed_only`: the ITCL embeddings alone
         (encoder and heads, no decoder)."""
-        if image.shape[1] != self.encoder_channels:
-            image = image.expand(-1, self.encoder_channels, -1, -1)
-        feats = self.encoder(pixel_values=image, output_hidden_states=True).hidden_states[1:]  # strides 4..32
+        feats = self.encoder(image)  # strides 4, 8, 16, 32
         if feature_dropout > 0 and self.training:
             feats = [torch.cat([f[:perturb_from], F.dropout2d(f[perturb_from:], feature_dropout)]) for f in feats]
         keep = text_keep.unsqueeze(-1).to(text.dtype)

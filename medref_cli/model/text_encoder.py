@@ -18,6 +18,7 @@ from medref_cli.errors import MedrefError
 from medref_cli.model.presets import MINILM
 
 UNK_POS = "[UNK_POS]"
+NO_TEXT = "none"
 
 
 def minilm_dir() -> Path:
@@ -117,3 +118,30 @@ class FrozenTextEncoder(torch.nn.Module):
     def to_device(self, device: torch.device | str) -> FrozenTextEncoder:
         self.encoder.to(device)
         return self
+
+
+class NoTextEncoder(torch.nn.Module):
+    """`model.text_encoder: none` (`--text-encoder none`): the image-only baseline. Every caption becomes one
+    all-zero token `(B, 1, 1)` with keep `(B, 1)` True, so the guide layers add a constant and the prediction
+    cannot depend on the report; the network is otherwise the same."""
+
+    dim = 1
+    name = NO_TEXT
+    hit_rate = 1.0
+
+    def reset_stats(self) -> None:
+        """Nothing to count."""
+
+    def forward(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(texts)
+        return torch.zeros(n, 1, 1, device=device), torch.ones(n, 1, dtype=torch.bool, device=device)
+
+    def to_device(self, device: torch.device | str) -> NoTextEncoder:
+        return self
+
+
+def text_encoder(name: str, max_tokens: int = 24, cache_size: int = 4096) -> FrozenTextEncoder | NoTextEncoder:
+    """The frozen encoder `name` names, or the no-text stand-in for `none`."""
+    if name == NO_TEXT:
+        return NoTextEncoder()
+    return FrozenTextEncoder(name, max_tokens, cache_size)

@@ -23,7 +23,7 @@ from torch import nn
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
-from medref_cli.semi.recipes import MethodConfig
+from medref_cli.semi.recipes import METHODS, MethodConfig
 from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, t_patchmix
 from medref_cli.training.loop import Method, RunContext
 from medref_cli.zone_masks import side_mask
@@ -72,7 +72,7 @@ class TeacherStudent(Method):
         super().__init__(ctx)
         self.cfg = cfg
         self.name = cfg.name
-        self.uses_unlabeled = cfg.name != "supervised"
+        self.uses_unlabeled = METHODS[cfg.name].stage == "semi-train"
         if cfg.sup_loss == "dice":
             from monai.losses import DiceLoss
 
@@ -146,7 +146,7 @@ class TeacherStudent(Method):
             mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, known.tolist())
             stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
             return mix.image, mix.prob, mix.texts, mixed_zones(zones, texts, perm, mix.box_mask), stats
-        if c.name == "cutmix":
+        if c.cutmix:
             mix = random_cutmix(img, prob, perm, c.cutmix_prob, self.gen)
             return mix.image, mix.prob, texts, zones, {}
         return img, prob, texts, zones, {}

@@ -26,11 +26,34 @@ from typing import Any
 
 from medref_cli.errors import MedrefError
 
-METHODS = ("supervised", "mean-teacher", "cutmix", "semi-medref")
 SUP_LOSSES = ("dice_ce", "dice")
 UNSUP_LOSSES = ("dice", "masked_bce_dice")
 ITC_VIEWS = ("weak", "mixed")
 DEFAULT_RECIPE = "medref"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One trainable method: how it is run and which MethodConfig fields it fixes. One entry in `METHODS`
+    adds a method to `semi-train --method`, to table1 (`methods:` of a profile) and to run names."""
+
+    summary: str  # one line for the CLI help and the docs
+    stage: str  # pretrain (labelled images only) | semi-train
+    fields: dict[str, Any]  # MethodConfig values the method sets over the recipe
+    ablations: tuple[str, ...] = ()  # switchable parts (`--no-<part>`, table1 `<method>-no-<part>`)
+    recipes: bool = False  # takes `--recipe` (table1 `<method>-<recipe>`)
+
+
+_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False}
+METHODS: dict[str, MethodSpec] = {
+    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _NO_PARTS),
+    "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing", "semi-train",
+                               _NO_PARTS),
+    "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept", "semi-train",
+                         {**_NO_PARTS, "cutmix": True}),
+    "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3)", "semi-train", {},
+                              ablations=("t-patchmix", "pos-aug", "itcl"), recipes=True),
+}
 
 
 @dataclass
@@ -65,7 +88,8 @@ class MethodConfig:
     mix_block: int = 16  # at 224 px; scaled with the image size
     mix_prob: float = 0.08
     mix_gate: float = 0.55
-    cutmix_prob: float = 0.5  # cutmix baseline
+    cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)
+    cutmix_prob: float = 0.5
     eval_model: str = "student"  # student | teacher
 
 
@@ -102,13 +126,14 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> None:
 
 
 def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig:
-    """A checked MethodConfig; baselines other than semi-medref switch T-PatchMix, PosAug and ITCL off."""
+    """A checked MethodConfig; the method's registry entry (`METHODS`) fixes its own fields (the baselines
+    switch T-PatchMix, PosAug and ITCL off)."""
     known = {f.name for f in fields(MethodConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    cfg = MethodConfig(**values)
-    _choice(cfg.name, METHODS, "--method")
+    _choice(values.get("name", MethodConfig.name), tuple(METHODS), "--method")
+    cfg = MethodConfig(**{**values, **METHODS[values.get("name", MethodConfig.name)].fields})
     _choice(cfg.recipe, tuple(RECIPES), "--recipe")
     _choice(cfg.eval_model, ("student", "teacher"), "--eval-model")
     _choice(cfg.sup_loss, SUP_LOSSES, f"{where}.sup_loss")
@@ -117,6 +142,4 @@ def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig
     _choice(cfg.burn_in_teacher, ("ema", "copy"), f"{where}.burn_in_teacher")
     if not 0.0 <= cfg.feature_dropout < 1.0:
         raise MedrefError(f"{where}.feature_dropout {cfg.feature_dropout}: must be in [0, 1)")
-    if cfg.name != "semi-medref":
-        cfg.t_patchmix = cfg.pos_aug = cfg.itcl = False
     return cfg

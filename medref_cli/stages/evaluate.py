@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
 from medref_cli.report_zones import caption_zones
+from medref_cli.result_schemas import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
 from medref_cli.zone_masks import laterality, side_mask, zone_regions
@@ -65,113 +65,135 @@ def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 
     return ids
 
 
+@dataclass
+class _Scores:
+    """Confusion counts of one evaluation: per image and caption variant `(N, 3)` (tp, fp, fn), per zone
+    `(6, 3)` under the real captions, and the thresholded predictions kept for overlays."""
+
+    per_case: dict[str, torch.Tensor]
+    zones: torch.Tensor
+    overlays: dict[int, np.ndarray]
+
+
 @without_meta_tracking
 def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
-    from medref_cli.imaging import read_prepared
-    from medref_cli.overlays import panel
-    from medref_cli.progress import track
-    from medref_cli.training.data import eval_dataset, items, loader
-    from medref_cli.training.inference import predict_probs
-    from medref_cli.training.metrics import confusion, dice_iou, summarize
+    from medref_cli.training.data import items
     from medref_cli.training.trained_run import open_run
 
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
-    run_dir, info, manifest, folder, model, text, device = (
-        tr.path, tr.info, tr.manifest, tr.folder, tr.model, tr.text, tr.device)
-    ids = check_held_out(tr.spec, cfg.split, str(run_dir / "split.json"))
-    size = model.cfg.image_size
-    data = [d for d in items(manifest, folder, ids) if "label" in d]
+    ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
+    data = [d for d in items(tr.manifest, tr.folder, ids) if "label" in d]
     if not data:
-        raise MedrefError(f"{run_dir}: no {cfg.split} image has a mask to evaluate against")
-    captions = [d["text"] for d in data]
-    shuffled = captions[:]
-    random.Random(0).shuffle(shuffled)
+        raise MedrefError(f"{tr.path}: no {cfg.split} image has a mask to evaluate against")
+    scores = _score(cfg, tr, data, caption_variants([d["text"] for d in data], cfg.ablation))
+    summary = _summarize(cfg, tr, data, scores)
+    out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
+    with staged_dir(out_dir, overwrite=True) as tmp:
+        summary.save(tmp / "summary.json")
+        _write_per_case(tmp / "per_case.csv", data, scores, cfg.ablation)
+        _write_overlays(tmp / "overlays", tr, data, scores)
+    return asdict(summary), out_dir
+
+
+def caption_variants(captions: list[str], ablation: bool) -> dict[str, list[str]]:
+    """The real captions; with `ablation` also the captions shuffled across images (seeded) and empty ones."""
     variants = {"normal": captions}
-    if cfg.ablation:
-        variants.update({"shuffled": shuffled, "empty": [""] * len(data)})
-    by_id = manifest.by_id()
-    counts = {k: [] for k in variants}
-    zone_counts = torch.zeros(6, 3, dtype=torch.long)
-    preds_for_overlay: dict[int, np.ndarray] = {}
-    overlay_idx = set(np.linspace(0, len(data) - 1, min(cfg.overlays, len(data))).round().astype(int).tolist())
-    ds = eval_dataset(data, size)
+    if ablation:
+        shuffled = captions[:]
+        random.Random(0).shuffle(shuffled)
+        variants.update({"shuffled": shuffled, "empty": [""] * len(captions)})
+    return variants
+
+
+def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[str]]) -> _Scores:  # noqa: ANN001
+    from medref_cli.imaging import read_prepared
+    from medref_cli.progress import track
+    from medref_cli.training.data import eval_dataset, loader
+    from medref_cli.training.inference import predict_probs
+    from medref_cli.training.metrics import confusion
+
+    by_id = tr.manifest.by_id()
+    scores = _Scores({k: [] for k in variants}, torch.zeros(6, 3, dtype=torch.long), {})
+    keep = set(np.linspace(0, len(data) - 1, min(cfg.overlays, len(data))).round().astype(int).tolist())
+    batches = track(loader(eval_dataset(data, tr.model.cfg.image_size), cfg.batch_size, False, 0),
+                    (len(data) + cfg.batch_size - 1) // cfg.batch_size, f"evaluate {tr.path.name}", cfg.progress)
     pos = 0
-    batches = track(loader(ds, cfg.batch_size, False, 0), (len(data) + cfg.batch_size - 1) // cfg.batch_size,
-                    f"evaluate {run_dir.name}", cfg.progress)
     for batch in batches:
         n = batch["image"].shape[0]
-        truths = [torch.from_numpy(read_prepared(folder / by_id[rid].mask, is_mask=True)).bool()[None, None]
+        truths = [torch.from_numpy(read_prepared(tr.folder / by_id[rid].mask, is_mask=True)).bool()[None, None]
                   for rid in batch["id"]]  # read once, scored under every caption variant
         for name, texts in variants.items():
-            probs = predict_probs(model, text, batch["image"], texts[pos : pos + n], device)
+            probs = predict_probs(tr.model, tr.text, batch["image"], texts[pos : pos + n], tr.device)
             if cfg.side_gate:
                 zones = torch.tensor([caption_zones(t)[0] for t in texts[pos : pos + n]])
                 probs = probs * side_mask(zones, *probs.shape[-2:])
-            for i in range(n):
-                truth = truths[i]
-                p = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear", align_corners=False) >= 0.5
-                counts[name].append(confusion(p, truth))
+            for i, truth in enumerate(truths):
+                pred = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear",
+                                     align_corners=False) >= 0.5
+                scores.per_case[name].append(confusion(pred, truth))
                 if name == "normal":
-                    regions = zone_regions(*truth.shape[-2:])
-                    zone_counts += confusion(p.expand(6, 1, -1, -1) & regions[:, None],
-                                             truth.expand(6, 1, -1, -1) & regions[:, None])
-                    if pos + i in overlay_idx:
-                        preds_for_overlay[pos + i] = p[0, 0].numpy()
+                    regions = zone_regions(*truth.shape[-2:])[:, None]
+                    scores.zones += confusion(pred.expand(6, 1, -1, -1) & regions, truth.expand(6, 1, -1, -1) & regions)
+                    if pos + i in keep:
+                        scores.overlays[pos + i] = pred[0, 0].numpy()
         pos += n
-    per_case = {k: torch.cat(v) for k, v in counts.items()}
-    summary: dict[str, Any] = {
-        "run": run_dir.name, "split": cfg.split, "checkpoint": cfg.checkpoint, "n_images": len(data),
-        "threshold": 0.5, "model_image_size": size, "eval_model": info.eval_model, "side_gate": cfg.side_gate,
-        "protocols": summarize(per_case["normal"]),
-        "protocol_notes": {
-            "global": "tp/fp/fn pooled over all pixels of the split (Ariadne's Thread / torchmetrics style)",
-            "per_image": "mean over images of per-image Dice/IoU (LViT style); empty truth and empty prediction = 1",
-        },
-    }
-    zd, zi = dice_iou(zone_counts)
+    scores.per_case = {k: torch.cat(v) for k, v in scores.per_case.items()}
+    return scores
+
+
+def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> EvalSummary:  # noqa: ANN001
+    from medref_cli.training.metrics import dice_iou, summarize
     from medref_cli.zones import ZONE_NAMES
 
-    summary["per_zone"] = {z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)}
+    normal = scores.per_case["normal"]
+    zd, zi = dice_iou(scores.zones)
     groups: dict[str, list[int]] = {}
     for k, d in enumerate(data):
         groups.setdefault(laterality(d["zones"]), []).append(k)
-    summary["per_laterality"] = {
-        g: {"n": len(idx), **summarize(per_case["normal"][idx])} for g, idx in sorted(groups.items())
-    }
+    summary = EvalSummary(
+        run=tr.path.name, split=cfg.split, checkpoint=cfg.checkpoint, n_images=len(data),
+        model_image_size=tr.model.cfg.image_size, eval_model=tr.info.eval_model, side_gate=cfg.side_gate,
+        protocols=summarize(normal),
+        per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
+        per_laterality={g: {"n": len(idx), **summarize(normal[idx])} for g, idx in sorted(groups.items())},
+    )
     if cfg.ablation:
-        base = summary["protocols"]["global"]["dice"]
-        abl = {k: summarize(per_case[k]) for k in ("shuffled", "empty")}
-        summary["text_ablation"] = {
+        abl = {k: summarize(scores.per_case[k]) for k in ("shuffled", "empty")}
+        summary.text_ablation = {
             **abl,
-            "gap_global_dice_shuffled": base - abl["shuffled"]["global"]["dice"],
-            "gap_global_dice_empty": base - abl["empty"]["global"]["dice"],
+            "gap_global_dice_shuffled": summary.global_dice - abl["shuffled"]["global"]["dice"],
+            "gap_global_dice_empty": summary.global_dice - abl["empty"]["global"]["dice"],
         }
-    out_dir = run_dir / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
-    with staged_dir(out_dir, overwrite=True) as tmp:
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        dice, iou = dice_iou(per_case["normal"])
-        with (tmp / "per_case.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            header = ["id", "caption", "zones", "tp", "fp", "fn", "dice", "iou"]
-            if cfg.ablation:
-                header += ["dice_shuffled_text", "dice_empty_text"]
-            w.writerow(header)
-            d_sh = dice_iou(per_case["shuffled"])[0] if cfg.ablation else None
-            d_em = dice_iou(per_case["empty"])[0] if cfg.ablation else None
-            for k, d in enumerate(data):
-                tp, fp, fn = per_case["normal"][k].tolist()
-                row = [d["id"], d["text"], "".join(map(str, d["zones"])), tp, fp, fn,
-                       f"{float(dice[k]):.5f}", f"{float(iou[k]):.5f}"]
-                if cfg.ablation:
-                    row += [f"{float(d_sh[k]):.5f}", f"{float(d_em[k]):.5f}"]
-                w.writerow(row)
-        (tmp / "overlays").mkdir()
-        for k, pred in preds_for_overlay.items():
-            rec = by_id[data[k]["id"]]
-            img = read_prepared(folder / rec.image)
-            truth = read_prepared(folder / rec.mask, is_mask=True)
-            pic = panel(img, pred.astype(np.uint8), rec.caption, truth, f"{rec.id} Dice {float(dice[k]):.3f}:")
-            buf = io.BytesIO()
-            pic.save(buf, format="PNG")
-            (tmp / "overlays" / f"{rec.id}.png").write_bytes(buf.getvalue())
-    return summary, out_dir
+    return summary
+
+
+def _write_per_case(path: Path, data: list[dict], scores: _Scores, ablation: bool) -> None:
+    from medref_cli.training.metrics import dice_iou
+
+    dice, iou = dice_iou(scores.per_case["normal"])
+    extra = [dice_iou(scores.per_case[k])[0] for k in ("shuffled", "empty")] if ablation else []
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PER_CASE_HEADER + (PER_CASE_ABLATION if ablation else ()))
+        for k, d in enumerate(data):
+            tp, fp, fn = scores.per_case["normal"][k].tolist()
+            w.writerow([d["id"], d["text"], "".join(map(str, d["zones"])), tp, fp, fn,
+                        f"{float(dice[k]):.5f}", f"{float(iou[k]):.5f}", *(f"{float(e[k]):.5f}" for e in extra)])
+
+
+def _write_overlays(folder: Path, tr, data: list[dict], scores: _Scores) -> None:  # noqa: ANN001
+    from medref_cli.imaging import read_prepared
+    from medref_cli.overlays import panel
+    from medref_cli.training.metrics import dice_iou
+
+    dice = dice_iou(scores.per_case["normal"])[0]
+    by_id = tr.manifest.by_id()
+    folder.mkdir()
+    for k, pred in scores.overlays.items():
+        rec = by_id[data[k]["id"]]
+        img = read_prepared(tr.folder / rec.image)
+        truth = read_prepared(tr.folder / rec.mask, is_mask=True)
+        pic = panel(img, pred.astype(np.uint8), rec.caption, truth, f"{rec.id} Dice {float(dice[k]):.3f}:")
+        buf = io.BytesIO()
+        pic.save(buf, format="PNG")
+        (folder / f"{rec.id}.png").write_bytes(buf.getvalue())

@@ -6,6 +6,7 @@ and skips the burn-in. `--pseudo-labels DIR` adds a `pseudo-label` output as ext
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from medref_cli.errors import MedrefError
@@ -16,34 +17,33 @@ from medref_cli.workspace import Workspace
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
     from medref_cli.model import checkpoint
+    from medref_cli.pseudo_labels import extra_labeled
     from medref_cli.semi.methods import TeacherStudent
     from medref_cli.semi.recipes import method_config
-    from medref_cli.stages.pseudo_label import extra_labeled
     from medref_cli.training.data import items
     from medref_cli.training.loop import fit
     from medref_cli.training.run_dir import resolve_run
 
     init_state = None
-    if req.init_from and not req.resume:
+    if req.init_from and not req.resume:  # the pretrain run's model config wins; no burn-in (a new request)
         init_dir = resolve_run(req.init_from, ws.runs)
         ckpt = checkpoint.load(init_dir / "checkpoint_best.pt")
         model_cfg = dict(ckpt["config"]["model"], encoder_pretrained=None)
-        req.overrides = {**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg}}
-        req.overrides.setdefault("method", {})["burn_in_epochs"] = 0
+        req = replace(req, overrides={**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg},
+                                      "method": {**req.overrides.get("method", {}), "burn_in_epochs": 0}})
         init_state = ckpt["model"]
-    ctx, spec, manifest, folder = build(req, ws)
-    mcfg = method_config(dict(ctx.config.get("method", {}), name=req.method))
+    s = build(req, ws)
     if init_state is not None:
-        ctx.model.load_state_dict(init_state)
-    method = TeacherStudent(ctx, mcfg)
-    data_l = items(manifest, folder, spec.train_labeled)
+        s.ctx.model.load_state_dict(init_state)
+    method = TeacherStudent(s.ctx, method_config(dict(s.ctx.config.get("method", {}), name=req.method)))
+    data_l = items(s.manifest, s.folder, s.spec.train_labeled)
     if pseudo_labels is not None:
-        extra = extra_labeled(pseudo_labels, manifest, folder, spec)
+        extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
         data_l += extra
         if not extra:
             raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
-    unl = set(spec.train_unlabeled) - {d["id"] for d in data_l}
-    data_u = items(manifest, folder, sorted(unl), with_labels=False)
-    data_val = items(manifest, folder, spec.val)
-    info = fit(ctx, method, data_l, data_u, data_val, resume=req.resume)
-    return info, ctx.run
+    unl = set(s.spec.train_unlabeled) - {d["id"] for d in data_l}
+    data_u = items(s.manifest, s.folder, sorted(unl), with_labels=False)
+    data_val = items(s.manifest, s.folder, s.spec.val)
+    info = fit(s.ctx, method, data_l, data_u, data_val, resume=req.resume)
+    return info, s.ctx.run

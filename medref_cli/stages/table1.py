@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -22,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
+from medref_cli.result_schemas import EvalSummary, load_summary
+from medref_cli.training.run_dir import load_run
 from medref_cli.workspace import Workspace, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
 ABLATIONS = ("t-patchmix", "pos-aug", "itcl")
-BASE_METHODS = ("supervised", "mean-teacher", "cutmix", "semi-medref")
-RECIPE_SUFFIXES = ("official",)  # `semi-medref-official`: the method under `--recipe official`
 
 
 @dataclass
@@ -53,7 +52,7 @@ class Cell:
     seed: int
     status: str = "pending"
     run: str = ""
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: EvalSummary | None = None
     error: str = ""
     wall_s: float = 0.0
     budget: float | None = None  # train.max_minutes of this cell (profiles with `budgets`)
@@ -70,8 +69,11 @@ class Cell:
 
 
 def default_pipeline() -> Path:
-    here = Path(__file__).resolve().parents[2] / "pipelines" / "table1.yaml"
-    return here
+    """The shipped matrices: package data (`medref_cli/pipelines/`, also reachable as `pipelines/` in a checkout),
+    so `medref table1` works from a wheel too."""
+    from importlib.resources import files
+
+    return Path(str(files("medref_cli") / "pipelines" / "table1.yaml"))
 
 
 def load_profile(path: Path, profile: str) -> dict[str, Any]:
@@ -87,22 +89,35 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
             raise MedrefError(f"{path}: profile {profile!r} lacks {key!r}")
     for m in prof["methods"]:
         parse_method(m, path)
+    epm = prof.get("epochs_per_minute")
+    if epm is not None and (not isinstance(epm, int | float) or epm <= 0 or not prof.get("budgets")):
+        raise MedrefError(f"{path}: profile {profile!r}: epochs_per_minute must be a positive number, with budgets")
     return prof
 
 
 def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, Any]]:
-    """`semi-medref-no-itcl` -> ("semi-medref", {"itcl": False}); `semi-medref-official` -> ("semi-medref",
-    {"recipe": "official"}); the method overrides to apply."""
-    for base in sorted(BASE_METHODS, key=len, reverse=True):
+    """A table1 method name -> (registered method, method overrides): `semi-medref-no-itcl` -> ("semi-medref",
+    {"itcl": False}); `semi-medref-official` -> ("semi-medref", {"recipe": "official"})."""
+    from medref_cli.semi.recipes import METHODS, RECIPES
+
+    for base in sorted(METHODS, key=len, reverse=True):
+        spec = METHODS[base]
         if name == base:
             return base, {}
-        if base == "semi-medref" and name.startswith(base + "-"):
+        if name.startswith(base + "-"):
             rest = name[len(base) + 1 :]
-            if rest in RECIPE_SUFFIXES:
+            if spec.recipes and rest in RECIPES:
                 return base, {"recipe": rest}
-            if rest.startswith("no-") and rest[3:] in ABLATIONS:
+            if rest.startswith("no-") and rest[3:] in spec.ablations:
                 return base, {rest[3:].replace("-", "_"): False}
-    raise MedrefError(f"{source}: unknown method {name!r}")
+    raise MedrefError(f"{source}: unknown method {name!r} (methods: {', '.join(METHODS)}, their -no-<part> "
+                      f"ablations and -<recipe> variants)")
+
+
+def _stage(method: str) -> str:
+    from medref_cli.semi.recipes import METHODS
+
+    return METHODS[parse_method(method)[0]].stage
 
 
 def resolve_raw(spec: str, cli_raw: Path | None, name: str) -> Path | str:
@@ -142,7 +157,6 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
     from medref_cli.stages import pretrain, semi_train
     from medref_cli.stages.evaluate import EvaluateConfig
     from medref_cli.stages.evaluate import run as evaluate
-    from medref_cli.training.run_dir import load_run
     from medref_cli.training.setup import TrainRequest
 
     base, ablation = parse_method(cell.method)
@@ -150,14 +164,18 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
     overrides["method"].update(ablation)
     if cell.budget is not None:
         overrides["train"]["max_minutes"] = cell.budget
-    stage = "pretrain" if base == "supervised" else "semi-train"
-    req = TrainRequest(stage, base, cell.ratio, cell.dataset, cell.seed, prof["preset"], None, overrides,
-                       name=cell.run_name)
+        if prof.get("epochs_per_minute"):  # the epoch cap grows with the budget, so the budget ends the run
+            overrides["train"]["epochs"] = math.ceil(float(prof["epochs_per_minute"]) * cell.budget)
+    from medref_cli.semi.recipes import METHODS
+
+    stage = METHODS[base].stage
+    req = TrainRequest(stage=stage, method=base, labeled=cell.ratio, dataset=cell.dataset, seed=cell.seed,
+                       preset=prof["preset"], overrides=overrides, name=cell.run_name)
     run = ws.runs / req.name
     cell.run = str(run)
     summary = run / "eval-test" / "summary.json"
     if summary.is_file():
-        cell.summary, cell.status = json.loads(summary.read_text()), "done (cached)"
+        cell.summary, cell.status = load_summary(summary), "done (cached)"
         return
     if collect:
         cell.status = "missing"
@@ -168,7 +186,8 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         req.resume = (run / "checkpoint_latest.pt").is_file()
         req.overwrite = not req.resume
         (pretrain.run if stage == "pretrain" else semi_train.run)(req, ws)
-    cell.summary, _ = evaluate(EvaluateConfig(str(run), overlays=2), ws)
+    _, out = evaluate(EvaluateConfig(str(run), overlays=2), ws)
+    cell.summary = load_summary(out / "summary.json")
     cell.status, cell.wall_s = "done", time.time() - t0
 
 
@@ -185,7 +204,7 @@ def matrix(cfg: Table1Config) -> tuple[Path, dict[str, Any], list[Cell]]:
             for budget in prof.get("budgets") or [None]:
                 for seed in cfg.seeds or list(prof["seeds"]):
                     cells += [Cell(ds["name"], ratio, m, int(seed), budget=budget) for m in prof["methods"]
-                              if not full or m == "supervised"]
+                              if not full or _stage(m) == "pretrain"]
     if cfg.only is not None:
         cells = [c for c in cells if c.run_name == cfg.only]
         if not cells:
@@ -234,7 +253,7 @@ def run_guarded(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool, 
         return
     if cell.summary:
         log.info("cell %s %s: %s, global Dice %.4f (%.1f s)", where, cell.run_name, cell.status,
-                 cell.summary["protocols"]["global"]["dice"], cell.wall_s)
+                 cell.summary.global_dice, cell.wall_s)
 
 
 def _sha(path: Path) -> str:
@@ -254,9 +273,9 @@ def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cel
         mine = [c for c in cells if c.dataset == ds]
         columns = list(dict.fromkeys(c.column for c in mine))
         methods = list(dict.fromkeys(c.method for c in mine))
-        stats = {(m, col, metric): _mean_std([100 * c.summary["protocols"]["global"][metric] for c in mine
-                                              if (c.method, c.column) == (m, col) and c.summary])
-                 for m in methods for col in columns for metric in ("dice", "iou")}
+        stats = {(m, col, metric): _mean_std([v for c in mine if (c.method, c.column) == (m, col)
+                                              for v in [_metric(c.summary, metric)] if v is not None])
+                 for m in methods for col in columns for metric in METRICS}
         md += _markdown(ds, mine, columns, methods, stats)
         series = {m: [(k, stats[(m, col, "dice")][0], stats[(m, col, "dice")][1])
                       for k, col in enumerate(columns) if stats[(m, col, "dice")][2]] for m in methods}
@@ -276,35 +295,48 @@ def _csv(cells: list[Cell]) -> str:
                 "dice_per_image", "iou_per_image", "text_gap_shuffled", "run", "split_file", "split_sha256",
                 "dataset_hash", "wall_s", "error"])
     for c in cells:
-        p = c.summary.get("protocols", {})
+        p = c.summary.protocols if c.summary else {"global": {}, "per_image": {}}
+        gap = c.summary.shuffled_gap if c.summary else None
         split = Path(c.run) / "split.json" if c.run else Path("-")
-        run_json = Path(c.run) / "run.json" if c.run else Path("-")
-        info = json.loads(run_json.read_text()) if run_json.is_file() else {}
+        info = load_run(Path(c.run)) if c.run and (Path(c.run) / "run.json").is_file() else None
         w.writerow([c.dataset, c.ratio, "" if c.budget is None else c.budget, c.method, c.seed, c.status,
-                    p.get("global", {}).get("dice", ""), p.get("global", {}).get("iou", ""),
-                    p.get("per_image", {}).get("dice", ""), p.get("per_image", {}).get("iou", ""),
-                    c.summary.get("text_ablation", {}).get("gap_global_dice_shuffled", ""),
-                    c.run, info.get("split_file", ""), _sha(split), info.get("dataset_hash", ""),
+                    p["global"].get("dice", ""), p["global"].get("iou", ""),
+                    p["per_image"].get("dice", ""), p["per_image"].get("iou", ""), "" if gap is None else gap,
+                    c.run, info.split_file if info else "", _sha(split), info.dataset_hash if info else "",
                     round(c.wall_s, 1), c.error])
     return buf.getvalue()
+
+
+METRICS = ("dice", "iou", "shuffled")  # table columns per ratio/budget: global Dice, IoU, shuffled-text Dice
+
+
+def _metric(summary: EvalSummary | None, metric: str) -> float | None:
+    """A table figure in %: the global Dice / IoU, or the global Dice with the captions shuffled across images."""
+    if summary is None:
+        return None
+    if metric == "shuffled":
+        return None if summary.text_ablation is None else 100 * summary.text_ablation["shuffled"]["global"]["dice"]
+    return 100 * summary.protocols["global"][metric]
 
 
 def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str],
               stats: dict[tuple[str, str, str], tuple[float, float, int]]) -> list[str]:
     """One dataset's table: bold = best per column; † = the mean beats supervised's by more than twice the
-    larger of the two standard deviations (seeds > 1)."""
+    larger of the two standard deviations (seeds > 1). The shuffled-text column shows how much the model leans
+    on the report (far below Dice: it uses the text)."""
     seeds = sorted({c.seed for c in cells})
     md = [f"**{ds}** — Dice and IoU (%) on the test split, **global protocol** (true/false positives pooled over "
           f"all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column; †: above "
-          f"supervised by more than 2 std. Per-image-mean figures are in table1.csv.", ""]
-    md += ["| method | " + " | ".join(f"{col} Dice | {col} IoU" for col in columns) + " |",
-           "|" + "---|" * (1 + 2 * len(columns))]
+          f"supervised by more than 2 std. Shuffled text: global Dice with the reports shuffled across test "
+          f"images. Per-image-mean figures are in table1.csv.", ""]
+    md += ["| method | " + " | ".join(f"{col} Dice | {col} IoU | {col} shuffled text" for col in columns) + " |",
+           "|" + "---|" * (1 + len(METRICS) * len(columns))]
     best = {(col, metric): max((stats[(m, col, metric)][0] for m in methods if stats[(m, col, metric)][2]),
                                default=None) for col in columns for metric in ("dice", "iou")}
     for m in methods:
         row = [m]
         for col in columns:
-            for metric in ("dice", "iou"):
+            for metric in METRICS:
                 mean, sd, n = stats[(m, col, metric)]
                 if n == 0:
                     failed = any(c.status == "failed" for c in cells if (c.method, c.column) == (m, col))
@@ -313,6 +345,9 @@ def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str]
                 text = f"{mean:.2f} ± {sd:.2f}" if n > 1 else f"{mean:.2f} (1 seed)"
                 if 1 < n < len(seeds):
                     text += f" ({n} seeds)"
+                if metric == "shuffled":
+                    row.append(text)
+                    continue
                 sup = stats.get(("supervised", col, metric), (float("nan"), 0.0, 0))
                 if m != "supervised" and n > 1 and sup[2] > 1 and mean - sup[0] > 2 * max(sd, sup[1]):
                     text += " †"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
+from medref_cli.result_schemas import load_summary
 from medref_cli.stages.table1 import Cell, Table1Config, matrix, run_guarded
 from medref_cli.workspace import Workspace
 
@@ -43,7 +44,6 @@ def _executor(cfg: Table1Config, folder: Path):  # noqa: ANN202 - submitit.Execu
 
 def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cell]) -> None:
     """Run `cells` as jobs, `cfg.jobs` at a time; fills each cell's status, error and summary."""
-    import json
     import time
     from dataclasses import replace
 
@@ -68,6 +68,6 @@ def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cel
             cell.run = str(ws.runs / cell.run_name)
             summary = ws.runs / cell.run_name / "eval-test" / "summary.json"
             if cell.status != "failed" and summary.is_file():
-                cell.summary = json.loads(summary.read_text())
+                cell.summary = load_summary(summary)
             log.info("cell %s: %s", cell.run_name, cell.status)
         time.sleep(0.5)

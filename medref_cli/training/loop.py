@@ -58,7 +58,7 @@ class RunContext:
         return self.rank == 0
 
     def amp(self) -> bool:
-        return self.train.amp and self.device.type == "cuda"
+        return self.train.amp if self.device.type == "cuda" else self.train.amp_cpu
 
 
 class Method:
@@ -170,138 +170,205 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
         resume: bool = False) -> RunInfo:
     """Train until the epochs, the patience or the time budget run out; rank 0 holds the run folder's lock."""
     with run_lock(ctx.run) if ctx.is_main else contextlib.nullcontext():
-        return _fit(ctx, method, data_l, data_u, data_val, resume)
+        return _Trainer(ctx, method, data_l, data_u, data_val).run(resume)
 
 
-def _fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None, data_val: list[dict],
-         resume: bool) -> RunInfo:
-    cfg = ctx.train
-    size = ctx.model_cfg.image_size
-    model = ctx.model
-    net: nn.Module = model
-    if ctx.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    ds_l = train_dataset(data_l, cfg, size, strong=False)
-    ds_u = train_dataset(data_u, cfg, size, strong=True) if method.uses_unlabeled and data_u else None
-    if cfg.val_max_images and len(data_val) > cfg.val_max_images:
-        data_val = random.Random(cfg.seed).sample(data_val, cfg.val_max_images)
-    ds_val = eval_dataset(data_val, size) if ctx.is_main else None
+def steps_per_epoch(cfg: TrainConfig, n_labeled: int, n_unlabeled: int, world: int = 1) -> int:
+    """Fixed `steps_per_epoch`, else one pass over the unlabelled pool (semi), else over the labelled set."""
     if cfg.steps_per_epoch:
-        steps = cfg.steps_per_epoch
-    elif ds_u is not None:
-        steps = math.ceil(len(ds_u) / (cfg.batch_size_unlabeled * ctx.world))
-    else:
-        steps = max(math.ceil(len(ds_l) / (cfg.batch_size * ctx.world)), cfg.min_steps_per_epoch)
-    opt = adamw(model, cfg.lr, cfg.weight_decay, ctx.device)
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg.epochs * steps, cfg.warmup_epochs * steps,
-                                                                cfg.anneal_factor))
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp() and not torch.cuda.is_bf16_supported())
-    start, best, best_epoch, bad, elapsed_before = 0, -1.0, None, 0, 0.0
-    latest = ctx.run / "checkpoint_latest.pt"
-    if resume:
-        state = checkpoint.load(latest, ctx.device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        method.load_state_dict(state["method_state"])
-        start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"]
-        elapsed_before = state["elapsed"]
+        return cfg.steps_per_epoch
+    if n_unlabeled:
+        return math.ceil(n_unlabeled / (cfg.batch_size_unlabeled * world))
+    return max(math.ceil(n_labeled / (cfg.batch_size * world)), cfg.min_steps_per_epoch)
+
+
+def budget_step(elapsed_s: float, budget_s: float | None, total_steps: int, done_steps: int) -> int | None:
+    """The schedule step that the spent share of the wall-clock budget stands for, when it is ahead of the
+    steps taken (the budget runs out before the epochs do); None while the epochs lead."""
+    if not budget_s:
+        return None
+    at = int(elapsed_s / budget_s * total_steps)
+    return at if at > done_steps else None
+
+
+@dataclass
+class Progress:
+    """What survives a restart besides the weights: the next epoch, the best val Dice, the patience count."""
+
+    epoch: int = 0
+    best: float = -1.0
+    best_epoch: int | None = None
+    bad: int = 0
+    elapsed: float = 0.0
+
+    def record(self, epoch: int, dice: float) -> bool:
+        """Account one validation; True when it is a new best."""
+        if dice > self.best:
+            self.best, self.best_epoch, self.bad = dice, epoch, 0
+            return True
+        self.bad += 1
+        return False
+
+
+def stop_reason(cfg: TrainConfig, progress: Progress, elapsed_s: float) -> str | None:
+    """"stopped-early" once `patience` validations brought no new best, "budget-reached" past the time budget."""
+    if progress.bad >= cfg.patience:
+        return "stopped-early"
+    if cfg.max_minutes is not None and elapsed_s > cfg.max_minutes * 60:
+        return "budget-reached"
+    return None
+
+
+def stop_flag(stop: bool, device: torch.device) -> torch.Tensor:
+    """Rank 0's stop decision as a tensor for `dist.broadcast`, on the run's device: NCCL (CUDA) takes device
+    tensors only, so a CPU flag breaks `torchrun` on GPUs after the first epoch."""
+    return torch.tensor([1.0 if stop else 0.0], device=device)
+
+
+class _Trainer:
+    """`fit` in named pieces: build the data and optimiser, restore, one epoch, validate and checkpoint."""
+
+    def __init__(self, ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None,
+                 data_val: list[dict]) -> None:
+        cfg, size = ctx.train, ctx.model_cfg.image_size
+        self.ctx, self.method, self.cfg = ctx, method, cfg
+        self.net: nn.Module = ctx.model
+        if ctx.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(ctx.model, find_unused_parameters=True)
+        self.ds_l = train_dataset(data_l, cfg, size, strong=False)
+        self.ds_u = train_dataset(data_u, cfg, size, strong=True) if method.uses_unlabeled and data_u else None
+        if cfg.val_max_images and len(data_val) > cfg.val_max_images:
+            data_val = random.Random(cfg.seed).sample(data_val, cfg.val_max_images)
+        self.n_val = len(data_val)
+        self.ds_val = eval_dataset(data_val, size) if ctx.is_main else None
+        self.steps = steps_per_epoch(cfg, len(self.ds_l), len(self.ds_u) if self.ds_u else 0, ctx.world)
+        self.opt = adamw(ctx.model, cfg.lr, cfg.weight_decay, ctx.device)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _cosine(
+            cfg.epochs * self.steps, cfg.warmup_epochs * self.steps, cfg.anneal_factor))
+        fp16 = ctx.device.type == "cuda" and ctx.amp() and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)  # bfloat16 needs no loss scaling
+        self.progress = Progress()
+        self.latest = ctx.run / "checkpoint_latest.pt"
+        self.tb = TensorBoardLog(ctx.run) if ctx.is_main and cfg.logger == "tensorboard" else None
+        self.t0 = time.time()
+
+    def restore(self) -> None:
+        state = checkpoint.load(self.latest, self.ctx.device)
+        self.ctx.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.method.load_state_dict(state["method_state"])
+        self.progress = Progress(state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"],
+                                 state["elapsed"])
+        if self.ctx.is_main:
+            truncate_metrics(self.ctx.run, state["epoch"])
+        log.info("resumed from %s at epoch %d", self.latest, self.progress.epoch)
+
+    def run(self, resume: bool) -> RunInfo:
+        ctx = self.ctx
+        if resume:
+            self.restore()
+        self.t0 = time.time() - self.progress.elapsed
+        log.info("%s: %d labelled, %d unlabelled, %d val images; %d steps/epoch, %d epochs, device %s",
+                 self.method.name, len(self.ds_l), len(self.ds_u) if self.ds_u else 0, self.n_val, self.steps,
+                 self.cfg.epochs, ctx.device)
+        status = "finished"
+        for epoch in range(self.progress.epoch, self.cfg.epochs):
+            row = self.train_epoch(epoch)
+            reason = self.validate_and_checkpoint(epoch, row) if ctx.is_main else None
+            stop = stop_flag(reason is not None, ctx.device)
+            if ctx.world > 1:
+                dist.broadcast(stop, src=0)
+            if stop.item() > 0:
+                status = reason or status  # other ranks only learn that rank 0 stopped
+                break
+        ctx.info.status = status
+        if self.tb:
+            self.tb.close()
         if ctx.is_main:
-            truncate_metrics(ctx.run, state["epoch"])
-        log.info("resumed from %s at epoch %d", latest, start)
-    tb = TensorBoardLog(ctx.run) if ctx.is_main and cfg.logger == "tensorboard" else None
-    t0 = time.time() - elapsed_before
-    log.info("%s: %d labelled, %d unlabelled, %d val images; %d steps/epoch, %d epochs, device %s",
-             method.name, len(ds_l), len(ds_u) if ds_u else 0, len(data_val), steps, cfg.epochs, ctx.device)
-    status = "finished"
-    for epoch in range(start, cfg.epochs):
+            ctx.info.save(ctx.run)
+        return ctx.info
+
+    def _batches(self, ds, batch: int, seed: int, gen: torch.Generator) -> Iterator:  # noqa: ANN001
+        sampler = EpochBatches(len(ds), batch, self.steps, seed, self.ctx.rank, self.ctx.world)
+        return iter(loader(ds, 1, False, self.cfg.num_workers, generator=gen, batch_sampler=sampler))
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        ctx, cfg, method = self.ctx, self.cfg, self.method
         epoch_seed = cfg.seed * 100_003 + epoch
         seed_everything(epoch_seed)
-        ds_l.transform.set_random_state(seed=epoch_seed % 2**32)
-        if ds_u is not None:
-            ds_u.transform.set_random_state(seed=(epoch_seed + 1) % 2**32)
-        model.train()
+        self.ds_l.transform.set_random_state(seed=epoch_seed % 2**32)
+        if self.ds_u is not None:
+            self.ds_u.transform.set_random_state(seed=(epoch_seed + 1) % 2**32)
+        ctx.model.train()
         gen = torch.Generator().manual_seed(epoch_seed)
-        it_l = iter(loader(ds_l, 1, False, cfg.num_workers, generator=gen, batch_sampler=EpochBatches(
-            len(ds_l), cfg.batch_size, steps, epoch_seed, ctx.rank, ctx.world)))
-        it_u = None
-        if ds_u is not None:
-            it_u = iter(loader(ds_u, 1, False, cfg.num_workers, generator=gen, batch_sampler=EpochBatches(
-                len(ds_u), cfg.batch_size_unlabeled, steps, epoch_seed + 1, ctx.rank, ctx.world)))
+        it_l = self._batches(self.ds_l, cfg.batch_size, epoch_seed, gen)
+        it_u = self._batches(self.ds_u, cfg.batch_size_unlabeled, epoch_seed + 1, gen) if self.ds_u else None
         ctx.text.reset_stats()
         sums: dict[str, float] = {}
         t_epoch = time.time()
-        for step in range(steps):
-            batch_l = next(it_l)
-            batch_u = next(it_u) if it_u is not None else None
+        for step in range(self.steps):
             with autocast(ctx.device, ctx.amp()):
-                loss, logs = method.step(net, batch_l, batch_u, epoch)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if budget_s:  # follow the wall-clock budget when it runs out before the epochs do
-                share = (time.time() - t0) / budget_s
-                if share * cfg.epochs * steps > sched.last_epoch:
-                    for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
-                        group["lr"] = base * sched.lr_lambdas[0](int(share * cfg.epochs * steps))
-            method.after_optimizer_step(model, epoch, epoch * steps + step)
+                loss, logs = method.step(self.net, next(it_l), next(it_u) if it_u else None, epoch)
+            self._optimizer_step(loss)
+            method.after_optimizer_step(ctx.model, epoch, epoch * self.steps + step)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
-        row: dict[str, Any] = {"epoch": epoch, "steps": steps, "lr": opt.param_groups[0]["lr"],
-                               **method.reduce_logs(sums, steps), **method.epoch_logs(epoch),
-                               "text_cache_hit_rate": round(ctx.text.hit_rate, 4),
-                               "epoch_s": round(time.time() - t_epoch, 2)}
-        stop = torch.zeros(1, device=ctx.device)  # NCCL broadcasts device tensors only
-        if ctx.is_main:
-            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-                shown: list = []
-                val = validate(method.eval_module(model), ctx.text, ds_val, ctx.device, ctx.amp(), cfg.batch_size,
-                               shown if tb else None)
-                if tb and shown:
-                    tb.image("val/overlays (red: prediction, green: truth)", overlay_grid(shown), epoch)
-                dice = val["global"]["dice"]
-                row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
-                            "val_dice_per_image": val["per_image"]["dice"]})
-                if dice > best:
-                    best, best_epoch, bad = dice, epoch, 0
-                    _save_best(ctx, method, model, epoch, dice)
-                else:
-                    bad += 1
-                if bad >= cfg.patience:
-                    status, stop[0] = "stopped-early", 1
-            elapsed = time.time() - t0
-            row["elapsed_s"] = round(elapsed, 1)
-            if cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60 and stop[0] == 0:
-                status, stop[0] = "budget-reached", 1
-            checkpoint.save(latest, {
-                **_identity(ctx, method), "model": model.state_dict(), "epoch": epoch,
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "method_state": method.state_dict(), "best": best, "best_epoch": best_epoch, "bad": bad,
-                "elapsed": elapsed,
-            })
-            append_metrics(ctx.run, row)
-            plot_curve(ctx.run)
-            if tb:
-                tb.epoch(row, epoch)
-                tb.image("curve", np.asarray(Image.open(ctx.run / "curve.png").convert("RGB")), epoch)
-            ctx.info.epochs_done, ctx.info.best_epoch, ctx.info.best_val_dice = epoch + 1, best_epoch, best
-            ctx.info.save(ctx.run)
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                                      if isinstance(v, float) and k != "lr"))
-        if ctx.world > 1:
-            dist.broadcast(stop, src=0)
-        if stop[0] > 0:
-            break
-    ctx.info.status = status
-    if tb:
-        tb.close()
-    if ctx.is_main:
+        return {"epoch": epoch, "steps": self.steps, "lr": self.opt.param_groups[0]["lr"],
+                **method.reduce_logs(sums, self.steps), **method.epoch_logs(epoch),
+                "text_cache_hit_rate": round(ctx.text.hit_rate, 4), "epoch_s": round(time.time() - t_epoch, 2)}
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        budget_s = self.cfg.max_minutes * 60 if self.cfg.max_minutes else None
+        at = budget_step(time.time() - self.t0, budget_s, self.cfg.epochs * self.steps, self.sched.last_epoch)
+        if at is not None:  # the wall-clock budget runs out before the epochs: follow its share of the schedule
+            for group, base in zip(self.opt.param_groups, self.sched.base_lrs, strict=True):
+                group["lr"] = base * self.sched.lr_lambdas[0](at)
+
+    def validate_and_checkpoint(self, epoch: int, row: dict[str, Any]) -> str | None:
+        """Rank 0: validate when due, keep the best, write the latest checkpoint and the epoch's row; returns
+        the stop reason, if any."""
+        ctx, cfg, method, progress = self.ctx, self.cfg, self.method, self.progress
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            shown: list = []
+            val = validate(method.eval_module(ctx.model), ctx.text, self.ds_val, ctx.device, ctx.amp(),
+                           cfg.batch_size, shown if self.tb else None)
+            if self.tb and shown:
+                self.tb.image("val/overlays (red: prediction, green: truth)", overlay_grid(shown), epoch)
+            dice = val["global"]["dice"]
+            row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
+                        "val_dice_per_image": val["per_image"]["dice"]})
+            if progress.record(epoch, dice):
+                _save_best(ctx, method, ctx.model, epoch, dice)
+        progress.elapsed = time.time() - self.t0
+        row["elapsed_s"] = round(progress.elapsed, 1)
+        checkpoint.save(self.latest, {
+            **_identity(ctx, method), "model": ctx.model.state_dict(), "epoch": epoch,
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(), "method_state": method.state_dict(), "best": progress.best,
+            "best_epoch": progress.best_epoch, "bad": progress.bad, "elapsed": progress.elapsed,
+        })
+        self._write_epoch(epoch, row)
+        return stop_reason(cfg, progress, progress.elapsed)
+
+    def _write_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        ctx = self.ctx
+        append_metrics(ctx.run, row)
+        plot_curve(ctx.run)
+        if self.tb:
+            self.tb.epoch(row, epoch)
+            self.tb.image("curve", np.asarray(Image.open(ctx.run / "curve.png").convert("RGB")), epoch)
+        ctx.info.epochs_done, ctx.info.best_epoch = epoch + 1, self.progress.best_epoch
+        ctx.info.best_val_dice = self.progress.best
         ctx.info.save(ctx.run)
-    return ctx.info
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                                  if isinstance(v, float) and k != "lr"))
 
 
 def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:

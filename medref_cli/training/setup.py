@@ -17,16 +17,24 @@ from medref_cli.workspace import Workspace, check_name, check_unlocked
 log = logging.getLogger(__name__)
 
 
-@dataclass
+DEFAULT_PRESET = "cpu"
+DEFAULT_SEED = 42
+# What `--resume` may change (applied, and written to the run's config.yaml); any other change is refused.
+RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "logger"),
+             ("train", "threads"), ("train", "num_workers")}
+
+
+@dataclass(kw_only=True)
 class TrainRequest:
-    """What the user asked for; CLI options map 1:1 onto these fields."""
+    """What the user asked for; CLI options map 1:1 onto these fields. `seed` / `preset` None: the default
+    (42 / cpu) for a new run, the run's own on `--resume`."""
 
     stage: str  # pretrain | semi-train
     method: str
     labeled: str
     dataset: str | None = None
-    seed: int = 42
-    preset: str = "cpu"
+    seed: int | None = None
+    preset: str | None = None
     config_file: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # {"model": {...}, "train": {...}, "method": {...}}
     name: str | None = None
@@ -86,13 +94,19 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
-    """`pretrain-qata-5pct-s42`, `semi-medref-qata-5pct-s42`, `semi-medref-no-itcl-qata-5pct-s42`."""
+    """`pretrain-qata-5pct-s42`, `semi-medref-qata-5pct-s42`, `semi-medref-official-qata-5pct-s42`,
+    `semi-medref-no-itcl-qata-5pct-s42`: the method, a non-default recipe, the parts switched off."""
+    from medref_cli.semi.recipes import METHODS
+
     head = "pretrain" if req.stage == "pretrain" else req.method
-    recipe = req.overrides.get("method", {}).get("recipe")
-    if req.stage == "semi-train" and recipe and recipe != "medref":
+    method_ov = req.overrides.get("method", {})
+    spec = METHODS.get(req.method)
+    recipe = method_ov.get("recipe")
+    if req.stage == "semi-train" and spec and spec.recipes and recipe and recipe != "medref":
         head = f"{head}-{recipe}"
-    off = [k.replace("_", "-") for k in ("t_patchmix", "pos_aug", "itcl") if req.overrides.get("method", {}).get(k) is False]
-    return "-".join([head, *(f"no-{k}" for k in off), dataset, slug, f"s{req.seed}"])
+    off = [p for p in (spec.ablations if spec else ()) if method_ov.get(p.replace("-", "_")) is False]
+    seed = DEFAULT_SEED if req.seed is None else req.seed
+    return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{seed}"])
 
 
 def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +121,8 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
         recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
                   or DEFAULT_RECIPE)
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
-    config = resolve(req.preset, req.overrides, "command-line options", layers)
-    config["train"]["seed"] = req.seed  # --seed draws the split and seeds training
+    config = resolve(req.preset or DEFAULT_PRESET, req.overrides, "command-line options", layers)
+    config["train"]["seed"] = DEFAULT_SEED if req.seed is None else req.seed  # draws the split, seeds training
     model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
     train_config(copy.deepcopy(config["train"]), "train")
     from medref_cli.training.tb_log import check_logger
@@ -121,79 +135,171 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
     return config
 
 
-def build(req: TrainRequest, ws: Workspace):  # noqa: ANN201 - (RunContext, SplitSpec, manifest, folder)
-    import torch
-    import yaml
+def _plain(value: Any) -> Any:
+    """YAML round-trips tuples as lists: compare like with like."""
+    return list(value) if isinstance(value, tuple) else value
 
-    from medref_cli.artifacts import load_dataset
-    from medref_cli.model.network import MedRefNet, count_parameters
-    from medref_cli.model.presets import model_config, train_config
-    from medref_cli.model.text_encoder import FrozenTextEncoder
-    from medref_cli.stages import split as split_stage
+
+def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any,
+                  file_cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The run's saved config with what `--resume` may change applied (RESUMABLE); (config, applied changes).
+    Any other change (preset, labelled share, seed, method, a model or method field) is a one-line error."""
+    from medref_cli.model.presets import merge, train_config
+
+    fixed = [("--preset", req.preset, saved["preset"]), ("--labeled", req.labeled, info.ratio),
+             ("--seed", req.seed, info.seed), ("--method", req.method, info.method)]
+    for option, asked, was in fixed:
+        if asked is not None and asked != was:
+            raise MedrefError(f"{run}: --resume cannot change {option} ({was} -> {asked}); start a new run "
+                              f"(--name) or pass --overwrite")
+    config = copy.deepcopy(saved["config"])
+    applied = []
+    for section, values in merge(file_cfg, req.overrides, "options").items():
+        for key, value in (values or {}).items() if isinstance(values, dict) else []:
+            was = config.get(section, {}).get(key, "unset")
+            if _plain(was) == _plain(value):
+                continue
+            if (section, key) not in RESUMABLE:
+                allowed = ", ".join(f"{a}.{b}" for a, b in sorted(RESUMABLE))
+                raise MedrefError(f"{run}: --resume cannot change {section}.{key} ({was!r} -> {value!r}); it may "
+                                  f"change {allowed}; start a new run (--name) or pass --overwrite")
+            config[section][key] = value
+            applied.append(f"{section}.{key} {was!r} -> {value!r}")
+    train_config(copy.deepcopy(config["train"]), "train")
+    return config, applied
+
+
+@dataclass
+class TrainSetup:
+    """What `build` hands a training stage: the run context and the data it trains on."""
+
+    ctx: Any  # training.loop.RunContext
+    spec: Any  # artifacts.SplitSpec
+    manifest: Any  # artifacts.DatasetManifest
+    folder: Path  # the prepared dataset folder
+
+
+def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
+    """Config, split, run folder (new or resumed), device, text encoder and model of one training run."""
+    from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.training.loop import RunContext
-    from medref_cli.training.run_dir import RunInfo, attach_log, load_run
+    from medref_cli.training.run_dir import attach_log
 
     dataset = pick_dataset(ws, req.dataset)
     manifest, folder = load_dataset(ws, dataset)
     rank, world, local_rank = init_distributed()
-    spec, split_file, created = split_stage.ensure(ws, dataset, req.labeled, req.seed) if rank == 0 else (None, None, False)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        spec, split_file, _ = split_stage.ensure(ws, dataset, req.labeled, req.seed)
-    if created:
-        log.info("created split %s", split_file)
-    ratio = split_stage.parse_ratio(req.labeled)
-    name = check_name(req.name or default_run_name(req, dataset, ratio.slug), "run name")
-    run = ws.runs / name
-    file_cfg = load_yaml(req.config_file) if req.config_file else {}
-    preset = req.preset
+    run = ws.runs / check_name(req.name or default_run_name(req, dataset, _slug(req.labeled)), "run name")
     if rank == 0:
         check_unlocked(run)
-    if req.resume:
-        if not (run / "checkpoint_latest.pt").is_file():
-            raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
-        info = load_run(run)
-        saved = yaml.safe_load((run / "config.yaml").read_text())
-        preset, config = saved["preset"], saved["config"]
+    if req.resume:  # the run's own config and split copy
+        preset, config, info = _resume(req, run, manifest, rank)
+        spec = load_split(run / "split.json")
     else:
-        config = resolve_config(req, file_cfg)
-        if rank == 0:
-            if run.exists() and not req.overwrite:
-                raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")
-            if run.exists():
-                shutil.rmtree(run)
-            run.mkdir(parents=True)
-            (run / "config.yaml").write_text(yaml.safe_dump({"preset": preset, "config": config}, sort_keys=False))
-            shutil.copyfile(split_file, run / "split.json")
-        info = RunInfo(
-            stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
-            split_file=split_file.name, ratio=req.labeled, seed=req.seed, preset=preset,
-            text_encoder=config["model"]["text_encoder"], init_from=req.init_from,
-            eval_model=config.get("method", {}).get("eval_model", "student"),
-        )
-        if rank == 0:
-            info.save(run)
+        spec, split_file = _split(ws, dataset, req, rank, world)
+        preset = req.preset or DEFAULT_PRESET
+        config = resolve_config(req, load_yaml(req.config_file) if req.config_file else {})
+        info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
+    _barrier(world)
+    if rank == 0:
+        attach_log(run)
+    mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
+    ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
+                     device=device, info=info, rank=rank, world=world, progress=req.progress)
+    return TrainSetup(ctx, spec, manifest, folder)
+
+
+def _slug(labeled: str) -> str:
+    from medref_cli.splits import parse_ratio
+
+    return parse_ratio(labeled).slug
+
+
+def _barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int):  # noqa: ANN202
+    """(SplitSpec, split file): rank 0 makes a missing split first, the other ranks then read it."""
+    from medref_cli.splits import ensure
+
+    seed = DEFAULT_SEED if req.seed is None else req.seed
+    spec, split_file, created = ensure(ws, dataset, req.labeled, seed) if rank == 0 else (None, None, False)
+    if world > 1:
+        _barrier(world)
+        spec, split_file, _ = ensure(ws, dataset, req.labeled, seed)
+    if created:
+        log.info("created split %s", split_file)
+    return spec, split_file
+
+
+def _resume(req: TrainRequest, run: Path, manifest, rank: int) -> tuple[str, dict[str, Any], Any]:  # noqa: ANN001
+    import yaml
+
+    from medref_cli.training.run_dir import load_run
+
+    if not (run / "checkpoint_latest.pt").is_file():
+        raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
+    info = load_run(run)
+    if info.dataset_hash != manifest.dataset_hash:
+        raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    config, applied = resume_config(req, run, saved, info, load_yaml(req.config_file) if req.config_file else {})
+    if applied and rank == 0:
+        from medref_cli.workspace import write_bytes_atomic
+
+        log.info("resume: applied %s", "; ".join(applied))
+        saved["config"] = config
+        write_bytes_atomic(run / "config.yaml", yaml.safe_dump(saved, sort_keys=False).encode())
+    return saved["preset"], config, info
+
+
+def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path, preset: str,  # noqa: ANN001
+             config: dict[str, Any], rank: int) -> Any:
+    import yaml
+
+    from medref_cli.training.run_dir import RunInfo
+
     if rank == 0:
-        attach_log(run)
+        if run.exists() and not req.overwrite:
+            raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")
+        if run.exists():
+            shutil.rmtree(run)
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({"preset": preset, "config": config}, sort_keys=False))
+        shutil.copyfile(split_file, run / "split.json")
+    info = RunInfo(
+        stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
+        split_file=split_file.name, ratio=req.labeled, seed=config["train"]["seed"], preset=preset,
+        text_encoder=config["model"]["text_encoder"], init_from=req.init_from,
+        eval_model=config.get("method", {}).get("eval_model", "student"),
+    )
+    if rank == 0:
+        info.save(run)
+    return info
+
+
+def _model(config: dict[str, Any], preset: str, device_name: str, world: int, local_rank: int):  # noqa: ANN202
+    """(ModelConfig, TrainConfig, device, frozen text encoder, MedRefNet) of a resolved config."""
+    import torch
+
+    from medref_cli.model.network import MedRefNet, count_parameters
+    from medref_cli.model.presets import model_config, train_config
+    from medref_cli.model.text_encoder import text_encoder
+
     mcfg = model_config(copy.deepcopy(config["model"]), "model")
     tcfg = train_config(copy.deepcopy(config["train"]), "train")
-    device = pick_device(req.device)
+    device = pick_device(device_name)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
-    text = FrozenTextEncoder(mcfg.text_encoder, mcfg.max_tokens, tcfg.text_cache_size).to_device(device)
+    text = text_encoder(mcfg.text_encoder, mcfg.max_tokens, tcfg.text_cache_size).to_device(device)
     model = MedRefNet(mcfg, text.dim).to(device)
     log.info("model: %s preset, %.2f M trainable parameters, text encoder %s (%d-d)",
              preset, count_parameters(model) / 1e6, mcfg.text_encoder, text.dim)
-    ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
-                     device=device, info=info, rank=rank, world=world, progress=req.progress)
-    return ctx, spec, manifest, folder
+    return mcfg, tcfg, device, text, model

@@ -1,0 +1,54 @@
+"""The `pseudo-label` output read back as training data, and the zone check it records.
+
+`<run>/pseudo-labels-<split>/pseudo_labels.json` (schema `PSEUDO_SCHEMA`): run, model, dataset, dataset_hash,
+split and one entry per image (`id`, `mask`, `prob`, `caption_zones`, `predicted_zones`, `zones_agree`,
+`mean_confidence`); masks are `{0,255}` PNGs at the prepared size, paths relative to that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from medref_cli.errors import MedrefError
+from medref_cli.workspace import read_json
+
+PSEUDO_SCHEMA = 1
+ZONE_MIN_SHARE = 0.01  # a zone is seen in a mask when the mask covers at least this share of its region
+
+
+def predicted_zones(mask: torch.Tensor) -> list[int]:
+    """mask `(H, W)` bool -> 6-bit zones where the mask covers >= 1 % of the zone region."""
+    from medref_cli.zone_masks import zone_regions
+
+    regions = zone_regions(*mask.shape)
+    share = (regions & mask[None]).flatten(1).sum(1).float() / regions.flatten(1).sum(1).float()
+    return [int(s >= ZONE_MIN_SHARE) for s in share]
+
+
+def extra_labeled(pl_dir: Path, manifest, folder: Path, spec) -> list[dict]:  # noqa: ANN001
+    """Items of a `pseudo-label` output usable as labelled data for this split's unlabelled images.
+
+    manifest/folder: the prepared dataset; spec: the split. Masks are read from `pl_dir` only: an entry whose
+    mask path leaves `pl_dir` (`../`, an absolute path, a symlink out) is refused.
+    """
+    meta = read_json(pl_dir / "pseudo_labels.json", "medref pseudo-label RUN")
+    if not isinstance(meta, dict) or meta.get("schema_version") != PSEUDO_SCHEMA:
+        raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: unsupported pseudo-label schema")
+    if meta.get("dataset_hash") != manifest.dataset_hash:
+        raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: made for another dataset version than {manifest.name!r}")
+    allowed = set(spec.train_unlabeled)
+    by_id = manifest.by_id()
+    base = pl_dir.resolve()
+    out = []
+    for e in meta["entries"]:
+        if e["id"] not in allowed:
+            continue
+        mask = (pl_dir / e["mask"]).resolve()
+        if not mask.is_relative_to(base) or not mask.is_file():
+            raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: mask path {e['mask']!r} is missing or escapes {pl_dir}")
+        rec = by_id[e["id"]]
+        out.append({"id": rec.id, "image": str(folder / rec.image), "label": str(mask), "text": rec.caption,
+                    "zones": list(rec.zones)})
+    return out
