@@ -99,8 +99,8 @@ def evaluate_images_per_s(ws, run: str, ablation: bool) -> dict:  # noqa: ANN001
 def epoch_seconds(root: Path, n: int, preset: str) -> dict:
     """One full supervised epoch over `n` labelled images (`pretrain`, 100 % labels)."""
     from bench.workload import synthetic_workspace
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain
-    from medref_cli.training.setup import TrainRequest
 
     ws = synthetic_workspace(root / f"n{n}", n, size=64, seed=n)
     req = TrainRequest(stage="pretrain", method="supervised", labeled="100%", dataset="syn", seed=0, preset=preset,

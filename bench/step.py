@@ -83,8 +83,8 @@ def run_name(preset: str) -> str:
 def medref_step_seconds(ws, preset: str, steps: int) -> float:  # noqa: ANN001
     """Seconds per step of `semi-train` itself (the third epoch: the first two warm the caches), from its
     metrics.jsonl."""
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import semi_train
-    from medref_cli.training.setup import TrainRequest
 
     name = run_name(preset)
     req = TrainRequest(stage="semi-train", method="semi-medref", labeled="25%", dataset="syn", seed=0, preset=preset,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from medref_cli.config import ModelConfig, TrainConfig, model_config, resolve, train_config
 from medref_cli.model.network import MedRefNet
-from medref_cli.model.presets import ModelConfig, TrainConfig, model_config, resolve, train_config
 from medref_cli.model.text_encoder import FrozenTextEncoder
 from medref_cli.stages.prepare import PrepareConfig
 from medref_cli.stages.prepare import run as prepare

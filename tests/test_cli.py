@@ -17,7 +17,7 @@ def test_every_stage_is_a_command_with_its_own_help(cli):
 
 
 def test_method_help_lists_the_registry(cli):
-    from medref_cli.semi.recipes import METHODS
+    from medref_cli.config import METHODS
 
     out = cli("semi-train", "--help").output
     assert all(name in out for name in METHODS)

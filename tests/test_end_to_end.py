@@ -25,8 +25,8 @@ CAPTION = "Unilateral pulmonary infection, one infected area, lower left lung."
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """160 synthetic 64-px images (lesions + distractors), tiny preset, 30 epochs, all labels (~80 s)."""
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain
-    from medref_cli.training.setup import TrainRequest
 
     root = tmp_path_factory.mktemp("e2e")
     write(root / "raw", SampleSpec("qata", n=160, size=64, seed=0, distractors=True))
@@ -129,9 +129,9 @@ def test_semi_train_and_pseudo_label(trained, cli):
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """Interrupt after epoch 2 of 4, resume: metrics identical to an uninterrupted run (CPU, same seed)."""
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain
     from medref_cli.training import loop
-    from medref_cli.training.setup import TrainRequest
 
     write(tmp_path / "raw", SampleSpec("qata", n=24, size=64, seed=1))
     ws = Workspace.resolve(tmp_path / "w")

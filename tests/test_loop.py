@@ -4,7 +4,7 @@ CPU autocast path."""
 import pytest
 import torch
 
-from medref_cli.model.presets import TrainConfig
+from medref_cli.config import TrainConfig
 from medref_cli.synthetic import SampleSpec, write
 from medref_cli.training.inference import autocast
 from medref_cli.training.loop import Progress, _cosine, budget_step, steps_per_epoch, stop_flag, stop_reason
@@ -83,11 +83,11 @@ def test_training_under_cpu_bfloat16_autocast_and_a_broadcast_per_epoch(tmp_path
     faked) sends one stop flag per epoch, on the run's device."""
     import torch.distributed as dist
 
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain
     from medref_cli.stages.prepare import PrepareConfig
     from medref_cli.stages.prepare import run as prepare
     from medref_cli.training import loop
-    from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
     write(tmp_path / "raw", SampleSpec("qata", n=16, size=64, seed=3))

@@ -3,10 +3,10 @@ import pickle
 import pytest
 import torch
 
+from medref_cli.config import model_config, resolve
 from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
 from medref_cli.model.network import MedRefNet, count_parameters
-from medref_cli.model.presets import model_config, resolve
 from medref_cli.model.text_encoder import UNK_POS, FrozenTextEncoder
 from medref_cli.training.transforms import RandFlipTextd
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from medref_cli.config import model_config, resolve
 from medref_cli.errors import MedrefError
-from medref_cli.model.presets import model_config, resolve
 
 CAPTION = "Bilateral pulmonary infection, two infected areas, lower left lung and lower right lung."
 CONVNEXT_TINY_BACKBONE = 27.82e6  # ConvNeXt-T (Liu et al. 2022): 28.59 M with its 1000-class head, 0.77 M of it

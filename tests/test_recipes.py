@@ -7,12 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from medref_cli.config import RECIPES, TrainRequest, method_config, model_config, resolve, resolve_config
 from medref_cli.errors import MedrefError
-from medref_cli.model.presets import model_config, resolve
 from medref_cli.semi.methods import TeacherStudent, masked_pseudo_loss, mixed_zones, soft_dice
-from medref_cli.semi.recipes import RECIPES, method_config
 from medref_cli.training.loop import _cosine
-from medref_cli.training.setup import TrainRequest, resolve_config
 from medref_cli.zone_masks import laterality, side_mask, zone_regions
 
 LEFT = "Unilateral pulmonary infection, one infected area, lower left lung."
@@ -249,7 +247,7 @@ def test_t_patchmix_skips_unknown_positions():
 
 # --- the method registry ----------------------------------------------------------------------------------------
 def test_registry_fixes_each_methods_parts():
-    from medref_cli.semi.recipes import METHODS
+    from medref_cli.config import METHODS
 
     for name, spec in METHODS.items():
         cfg = method_config({"name": name, "cutmix_prob": 0.3})
@@ -261,9 +259,9 @@ def test_registry_fixes_each_methods_parts():
 
 
 def test_one_registry_entry_adds_a_method_to_table1_and_run_names(monkeypatch):
-    from medref_cli.semi import recipes
+    from medref_cli import config as recipes
+    from medref_cli.config import default_run_name
     from medref_cli.stages.table1 import _stage, parse_method
-    from medref_cli.training.setup import default_run_name
 
     spec = recipes.MethodSpec("mean teacher, PosAug only", "semi-train", {"t_patchmix": False, "itcl": False},
                               ablations=("pos-aug",))

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from medref_cli.config import TrainRequest, resolve_config, resume_config
 from medref_cli.errors import MedrefError
-from medref_cli.training.setup import TrainRequest, resolve_config, resume_config
 
 RUN = SimpleNamespace(ratio="5%", seed=0, method="semi-medref")
 

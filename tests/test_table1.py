@@ -180,7 +180,6 @@ def test_pipelines_ship_inside_the_wheel(tmp_path):
     import zipfile
 
     from conftest import REPO
-
     from medref_cli.stages.table1 import default_pipeline
 
     assert default_pipeline().is_file() and default_pipeline().resolve().parent.parent.name == "medref_cli"

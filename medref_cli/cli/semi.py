@@ -24,7 +24,7 @@ from medref_cli.cli.train import (
     overrides,
     report,
 )
-from medref_cli.semi.recipes import METHODS  # pure (no torch): --help stays instant
+from medref_cli.config import METHODS  # pure (no torch): --help stays instant
 
 PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
 
@@ -58,9 +58,9 @@ def semi_train(
     workdir: Workdir = None,
 ) -> None:
     """Semi-MedRef (T-PatchMix, PosAug, ITCL) and SSL baselines on labelled + unlabelled data."""
+    from medref_cli.config import TrainRequest
     from medref_cli.progress import progress_enabled
     from medref_cli.stages import semi_train as stage
-    from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
     ov = overrides(epochs, max_minutes, text_encoder, logger, encoder)

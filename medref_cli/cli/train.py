@@ -73,9 +73,9 @@ def pretrain(
     workdir: Workdir = None,
 ) -> None:
     """Supervised training on the labelled split (the split is created if missing)."""
+    from medref_cli.config import TrainRequest
     from medref_cli.progress import progress_enabled
     from medref_cli.stages import pretrain as stage
-    from medref_cli.training.setup import TrainRequest
     from medref_cli.workspace import Workspace
 
     ov = overrides(epochs, max_minutes, text_encoder, logger, encoder)

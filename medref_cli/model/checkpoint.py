@@ -45,8 +45,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 def build_model(ckpt: dict[str, Any], path: Path, text_encoder_override: str | None = None):  # noqa: ANN201
     """(model, text_encoder) rebuilt from the checkpoint alone, weights loaded, eval mode."""
+    from medref_cli.config import model_config
     from medref_cli.model.network import MedRefNet
-    from medref_cli.model.presets import model_config
     from medref_cli.model.text_encoder import text_encoder
 
     cfg = model_config(dict(ckpt["config"]["model"]), f"{path}: model")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from medref_cli.config import ModelConfig
 from medref_cli.errors import MedrefError
-from medref_cli.model.presets import ModelConfig
 
 
 class ConvNextEncoder(nn.Module):

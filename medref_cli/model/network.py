@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from monai.networks.blocks import SubpixelUpsample, UnetOutBlock
 from torch import nn
 
+from medref_cli.config import ModelConfig
 from medref_cli.model.encoders import build_encoder
 from medref_cli.model.guide_decoder import GuideStage
-from medref_cli.model.presets import ModelConfig
 
 
 class MedRefNet(nn.Module):

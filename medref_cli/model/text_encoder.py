@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from medref_cli.config import MINILM
 from medref_cli.errors import MedrefError
-from medref_cli.model.presets import MINILM
 
 UNK_POS = "[UNK_POS]"
 NO_TEXT = "none"

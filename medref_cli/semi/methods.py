@@ -7,7 +7,7 @@
 | cutmix        | EMA     | pseudo-label    | random CutMix, text kept| -      | -    |
 | semi-medref   | EMA     | pseudo-label    | T-PatchMix              | yes    | yes  |
 
-The ablations switch off `t_patchmix`, `pos_aug` or `itcl` of semi-medref; `recipes.py` holds the config.
+The ablations switch off `t_patchmix`, `pos_aug` or `itcl` of semi-medref; `config.py` holds the config.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medref_cli.config import METHODS, MethodConfig
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
-from medref_cli.semi.recipes import METHODS, MethodConfig
 from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, t_patchmix
 from medref_cli.training.loop import Method, RunContext
 from medref_cli.zone_masks import side_mask

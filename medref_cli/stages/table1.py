@@ -77,7 +77,7 @@ def default_pipeline() -> Path:
 
 
 def load_profile(path: Path, profile: str) -> dict[str, Any]:
-    from medref_cli.training.setup import load_yaml
+    from medref_cli.config import load_yaml
 
     data = load_yaml(path)
     profiles = data.get("profiles", {})
@@ -98,7 +98,7 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
 def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, Any]]:
     """A table1 method name -> (registered method, method overrides): `semi-medref-no-itcl` -> ("semi-medref",
     {"itcl": False}); `semi-medref-official` -> ("semi-medref", {"recipe": "official"})."""
-    from medref_cli.semi.recipes import METHODS, RECIPES
+    from medref_cli.config import METHODS, RECIPES
 
     for base in sorted(METHODS, key=len, reverse=True):
         spec = METHODS[base]
@@ -115,7 +115,7 @@ def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[s
 
 
 def _stage(method: str) -> str:
-    from medref_cli.semi.recipes import METHODS
+    from medref_cli.config import METHODS
 
     return METHODS[parse_method(method)[0]].stage
 
@@ -154,10 +154,10 @@ def ensure_dataset(ws: Workspace, ds: dict[str, Any], raw: Path | str) -> None:
 
 
 def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = False) -> None:
+    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain, semi_train
     from medref_cli.stages.evaluate import EvaluateConfig
     from medref_cli.stages.evaluate import run as evaluate
-    from medref_cli.training.setup import TrainRequest
 
     base, ablation = parse_method(cell.method)
     overrides = {k: dict(prof.get(k) or {}) for k in ("model", "train", "method")}
@@ -166,7 +166,7 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         overrides["train"]["max_minutes"] = cell.budget
         if prof.get("epochs_per_minute"):  # the epoch cap grows with the budget, so the budget ends the run
             overrides["train"]["epochs"] = math.ceil(float(prof["epochs_per_minute"]) * cell.budget)
-    from medref_cli.semi.recipes import METHODS
+    from medref_cli.config import METHODS
 
     stage = METHODS[base].stage
     req = TrainRequest(stage=stage, method=base, labeled=cell.ratio, dataset=cell.dataset, seed=cell.seed,

@@ -26,7 +26,7 @@ from monai.transforms import (
 )
 
 from medref_cli.artifacts import DatasetManifest
-from medref_cli.model.presets import TrainConfig
+from medref_cli.config import TrainConfig
 from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandCentreZoomd, RandFlipTextd
 
 KEYS = ("image", "label")

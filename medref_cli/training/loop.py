@@ -25,8 +25,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Sampler
 
+from medref_cli.config import ModelConfig, TrainConfig
 from medref_cli.model import checkpoint
-from medref_cli.model.presets import ModelConfig, TrainConfig
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
 from medref_cli.training.inference import autocast, predict_probs

