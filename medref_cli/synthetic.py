@@ -211,7 +211,12 @@ def write(out: Path, spec: SampleSpec) -> None:
     (write_qata if spec.style == "qata" else write_mosmed)(out, spec)
 
 
-def write_sample_data(root: Path, n: int = 60, size: int = 128, seed: int = 0, distractors: bool = True) -> None:
+SAMPLE_N = 200  # images per sample dataset: 10 % labels leave 12-14 masks for the lesions' variety
+SAMPLE_SIZE = 96
+
+
+def write_sample_data(root: Path, n: int = SAMPLE_N, size: int = SAMPLE_SIZE, seed: int = 0,
+                      distractors: bool = True) -> None:
     """The committed `sample_data/`: `qata-mini/` and `mosmed-mini/`."""
     write(root / "qata-mini", SampleSpec("qata", n, size, seed, distractors))
     write(root / "mosmed-mini", SampleSpec("mosmed", n, size, seed, distractors))

@@ -180,7 +180,7 @@ def test_csv_with_wrong_delimiter(cli, workdir, tmp_path):
     raw = tmp_path / "mm"
     shutil.copytree(REPO / "sample_data" / "mosmed-mini", raw)
     table = raw / "Train_text.csv"
-    table.write_text(table.read_text().replace(";", "\t"))
+    table.write_text(table.read_text().replace(";", "|"))  # `,`, `;` and tab are read; `|` is not
     res = cli("prepare", "mosmed", "--raw", raw)
     assert res.exit_code == 2 and "Train_text.csv" in res.output and "missing column" in res.output
 

@@ -97,11 +97,11 @@ def test_paper_preset_through_the_cli(bert_dir, tmp_path, cli):
 
 
 def test_missing_pretrained_models_name_the_fix():
-    from medref_cli.model.network import build_convnext
+    from medref_cli.model.encoders import build_encoder
     from medref_cli.model.text_encoder import FrozenTextEncoder
 
     cfg = model_config(resolve("paper")["model"])
     with pytest.raises(MedrefError, match=r"convnext-tiny-224.*model\.encoder_pretrained"):
-        build_convnext(cfg)
+        build_encoder(cfg)
     with pytest.raises(MedrefError, match=r"CXR-BERT.*--text-encoder DIR.*model\.text_encoder"):
         FrozenTextEncoder(cfg.text_encoder)

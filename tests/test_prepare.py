@@ -73,7 +73,9 @@ def test_mosmed_csv_port_and_sample_layout(cli, workdir):
     res = cli("prepare", "mosmed", "--raw", REPO / "sample_data" / "mosmed-mini")
     assert res.exit_code == 0, res.output
     m = _manifest(workdir, "mosmed")
-    assert len(m.records) == 60
+    from medref_cli.synthetic import SAMPLE_N
+
+    assert len(m.records) == SAMPLE_N
     assert any(not any(r.zones) for r in m.records)  # "No pulmonary infection" slices
     assert all(r.caption.endswith(".") and not r.caption.endswith("..") for r in m.records)
 

@@ -5,6 +5,7 @@ import pytest
 from conftest import REPO
 from medref_cli.errors import MedrefError
 from medref_cli.splits import make_split, parse_ratio
+from medref_cli.synthetic import SAMPLE_N
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_split_file_disjoint_deterministic(cli, sample_ws):
     first = path.read_text()
     spec = json.loads(first)
     parts = [set(spec[k]) for k in ("train_labeled", "train_unlabeled", "val", "test")]
-    assert sum(map(len, parts)) == len(set().union(*parts)) == 60
+    assert sum(map(len, parts)) == len(set().union(*parts)) == SAMPLE_N
     assert len(spec["train_labeled"]) >= 1 and spec["test"] and spec["val"]
     assert all(i.startswith("synth_") for i in spec["test"])
     assert cli("split", "--dataset", "mini", "--labeled", "10%", "--seed", "3", "--overwrite").exit_code == 0
@@ -75,8 +76,9 @@ def test_import_official_manifest_pair(sample_ws, cli, tmp_path):
     assert res.exit_code == 0, res.output
     spec = json.loads((sample_ws / "splits" / "mini-5pct-s0.json").read_text())
     assert spec["train_labeled"] == ["synth_0000", "synth_0003", "synth_0007"]
-    assert len(spec["train_unlabeled"]) == 30 and len(spec["test"]) == 15
-    assert len(spec["val"]) == 45 - 3 - 30 and "synth_0001" in spec["val"]  # train images neither file names
+    n_test = SAMPLE_N // 4  # the qata layout's own test split
+    assert len(spec["train_unlabeled"]) == 30 and len(spec["test"]) == n_test
+    assert len(spec["val"]) == SAMPLE_N - n_test - 3 - 30 and "synth_0001" in spec["val"]  # named by neither file
     from medref_cli.splits import ensure
     from medref_cli.workspace import Workspace
 
@@ -95,7 +97,7 @@ def test_import_plain_id_list_matches_names_loosely(sample_ws, cli, tmp_path):
 
 @pytest.mark.parametrize(("names", "message"), [
     (["synth_0001", "covid_9999", "nope"], "2 id(s) not in dataset 'mini': 'mask_covid_9999.png', 'mask_nope.png'"),
-    (["synth_0050"], "is in the test split"),
+    ([f"synth_{SAMPLE_N - 1:04d}"], "is in the test split"),
 ])
 def test_import_names_bad_ids(sample_ws, cli, tmp_path, names, message):
     lab = _official(tmp_path / "lab.json", names)

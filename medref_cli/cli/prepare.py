@@ -72,8 +72,8 @@ def custom(
 
 @app.command("sample")
 def sample(
-    n: Annotated[int, typer.Option("--n", help="Images per dataset.")] = 60,
-    size: Annotated[int, typer.Option("--size", help="Image size in pixels.")] = 128,
+    n: Annotated[int, typer.Option("--n", help="Images per dataset.")] = 200,
+    size: Annotated[int, typer.Option("--size", help="Image size in pixels.")] = 96,
     seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
     distractors: Annotated[bool, typer.Option(help="Add look-alike opacities the caption does not name.")] = True,
     overwrite: Overwrite = False,

@@ -86,8 +86,9 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     run = ws.runs / check_name(req.name or default_run_name(req, dataset, _slug(req.labeled)), "run name")
     if rank == 0:
         check_unlocked(run)
+    applied: list[str] = []
     if req.resume:  # the run's own config and split copy
-        preset, config, info = _resume(req, run, manifest, rank)
+        preset, config, info, applied = _resume(req, run, manifest, rank)
         spec = load_split(run / "split.json")
     else:
         spec, split_file = _split(ws, dataset, req, rank, world)
@@ -98,6 +99,8 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     _barrier(world)
     if rank == 0:
         attach_log(run)
+    if applied:
+        log.info("resume: applied %s", "; ".join(applied))
     mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
     ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
@@ -131,7 +134,8 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
     return spec, split_file
 
 
-def _resume(req: TrainRequest, run: Path, manifest, rank: int) -> tuple[str, dict[str, Any], Any]:  # noqa: ANN001
+def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001, ANN202
+    """(preset, config, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
     import yaml
 
     from medref_cli.training.run_dir import load_run
@@ -147,10 +151,9 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int) -> tuple[str, dic
     if applied and rank == 0:
         from medref_cli.workspace import write_bytes_atomic
 
-        log.info("resume: applied %s", "; ".join(applied))
         saved["config"] = config
         write_bytes_atomic(run / "config.yaml", yaml.safe_dump(saved, sort_keys=False).encode())
-    return saved["preset"], config, info
+    return saved["preset"], config, info, applied
 
 
 def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path, preset: str,  # noqa: ANN001
