@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from medref_cli.config import TrainRequest
+from medref_cli.config import TrainRequest, method_config
 from medref_cli.errors import MedrefError
 from medref_cli.training.run_dir import RunInfo
 from medref_cli.training.setup import build
@@ -17,7 +17,6 @@ from medref_cli.workspace import Workspace
 
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
-    from medref_cli.config import method_config
     from medref_cli.model import checkpoint
     from medref_cli.pseudo_labels import extra_labeled
     from medref_cli.semi.methods import TeacherStudent

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medref_cli.config import METHODS, RECIPES, TrainRequest, load_yaml
 from medref_cli.errors import MedrefError
 from medref_cli.result_schemas import EvalSummary, load_summary
 from medref_cli.training.run_dir import load_run
 from medref_cli.workspace import Workspace, write_bytes_atomic
 
 log = logging.getLogger(__name__)
-
-ABLATIONS = ("t-patchmix", "pos-aug", "itcl")
 
 
 @dataclass
@@ -77,8 +76,6 @@ def default_pipeline() -> Path:
 
 
 def load_profile(path: Path, profile: str) -> dict[str, Any]:
-    from medref_cli.config import load_yaml
-
     data = load_yaml(path)
     profiles = data.get("profiles", {})
     if profile not in profiles:
@@ -98,8 +95,6 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
 def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, Any]]:
     """A table1 method name -> (registered method, method overrides): `semi-medref-no-itcl` -> ("semi-medref",
     {"itcl": False}); `semi-medref-official` -> ("semi-medref", {"recipe": "official"})."""
-    from medref_cli.config import METHODS, RECIPES
-
     for base in sorted(METHODS, key=len, reverse=True):
         spec = METHODS[base]
         if name == base:
@@ -115,8 +110,6 @@ def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[s
 
 
 def _stage(method: str) -> str:
-    from medref_cli.config import METHODS
-
     return METHODS[parse_method(method)[0]].stage
 
 
@@ -154,7 +147,6 @@ def ensure_dataset(ws: Workspace, ds: dict[str, Any], raw: Path | str) -> None:
 
 
 def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = False) -> None:
-    from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain, semi_train
     from medref_cli.stages.evaluate import EvaluateConfig
     from medref_cli.stages.evaluate import run as evaluate
@@ -166,8 +158,6 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         overrides["train"]["max_minutes"] = cell.budget
         if prof.get("epochs_per_minute"):  # the epoch cap grows with the budget, so the budget ends the run
             overrides["train"]["epochs"] = math.ceil(float(prof["epochs_per_minute"]) * cell.budget)
-    from medref_cli.config import METHODS
-
     stage = METHODS[base].stage
     req = TrainRequest(stage=stage, method=base, labeled=cell.ratio, dataset=cell.dataset, seed=cell.seed,
                        preset=prof["preset"], overrides=overrides, name=cell.run_name)
