@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medref_cli.result_schemas import load_audit, load_summary
 from medref_cli.stages.evaluate import EvaluateConfig
 from medref_cli.stages.evaluate import run as evaluate
 from medref_cli.stages.prepare import PrepareConfig
@@ -41,13 +42,13 @@ def test_model_learned_and_uses_the_text(trained):
     ws, info, run = trained
     assert info.status == "finished" and info.epochs_done == 30
     summary, out = evaluate(EvaluateConfig("learn"), ws)
-    dice = summary["protocols"]["global"]["dice"]
-    gap = summary["text_ablation"]["gap_global_dice_shuffled"]
-    assert dice > 0.65, summary["protocols"]
-    assert gap > 0.10, summary["text_ablation"]  # the same model with shuffled captions is clearly worse
-    assert summary["text_ablation"]["gap_global_dice_empty"] > 0.10
-    assert set(summary["per_zone"]) == {"L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower"}
-    assert (out / "per_case.csv").read_text().count("\n") == summary["n_images"] + 1
+    dice = summary.protocols["global"]["dice"]
+    gap = summary.text_ablation["gap_global_dice_shuffled"]
+    assert dice > 0.65, summary.protocols
+    assert gap > 0.10, summary.text_ablation  # the same model with shuffled captions is clearly worse
+    assert summary.text_ablation["gap_global_dice_empty"] > 0.10
+    assert set(summary.per_zone) == {"L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower"}
+    assert (out / "per_case.csv").read_text().count("\n") == summary.n_images + 1
     assert len(list((out / "overlays").glob("*.png"))) == 6
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and rows[-1]["text_cache_hit_rate"] == 1.0
@@ -66,6 +67,16 @@ def test_evaluate_refuses_training_ids_and_leaky_splits(trained, cli):
         assert res.exit_code == 2 and "split.json" in res.output
     finally:
         (run / "split.json").write_text(json.dumps(split))
+
+
+def test_evaluate_without_the_text_ablation(trained, cli):
+    """`--no-ablation`: the summary has no text_ablation block and the command line says no gap."""
+    ws, _, run = trained
+    res = cli("evaluate", "learn", "--no-ablation", "--overlays", "0", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    assert "global Dice" in res.output and "text gap" not in res.output
+    assert load_summary(run / "eval-test" / "summary.json").text_ablation is None
+    evaluate(EvaluateConfig("learn"), ws)  # leave the fixture's full evaluation in place
 
 
 def test_predict_png_and_nifti(trained, cli, tmp_path):
@@ -106,8 +117,8 @@ def test_semi_train_and_pseudo_label(trained, cli):
     assert last["w_u"] > 0 and abs(last["ema_decay"] - 0.98) < 1e-9
     summary, _ = evaluate(EvaluateConfig("semi-medref-synth-25pct-s42", overlays=0), ws)
     # 30 epochs with a quarter of the masks: measured 0.63 global Dice, 0.11 below with an empty report
-    assert summary["protocols"]["global"]["dice"] > 0.5, summary["protocols"]
-    assert summary["text_ablation"]["gap_global_dice_empty"] > 0.05, summary["text_ablation"]
+    assert summary.protocols["global"]["dice"] > 0.5, summary.protocols
+    assert summary.text_ablation["gap_global_dice_empty"] > 0.05, summary.text_ablation
     res = cli("semi-train", "-d", "synth", "-l", "25%", "--preset", "tiny", "--epochs", "2", "--init", "learn",
               "--method", "mean-teacher", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
@@ -116,11 +127,11 @@ def test_semi_train_and_pseudo_label(trained, cli):
     res = cli("pseudo-label", "semi-medref-synth-25pct-s42", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     pl = run / "pseudo-labels-train_unlabeled"
-    audit = json.loads((pl / "audit.json").read_text())
+    audit = load_audit(pl / "audit.json")
     meta = json.loads((pl / "pseudo_labels.json").read_text())
-    assert audit["model"] == "teacher" and audit["n_images"] == len(meta["entries"]) > 0
-    assert audit["with_ground_truth"] == audit["n_images"] and audit["dice_by_confidence"]
-    assert len(list((pl / "masks").glob("*.png"))) == audit["n_images"]
+    assert audit.model == "teacher" and audit.n_images == len(meta["entries"]) > 0
+    assert audit.with_ground_truth == audit.n_images and audit.dice_by_confidence
+    assert len(list((pl / "masks").glob("*.png"))) == audit.n_images
     res = cli("pretrain", "-d", "synth", "-l", "25%", "--preset", "tiny", "--epochs", "1", "--pseudo-labels", pl,
               "--name", "self-train", "--workdir", ws.root)
     assert res.exit_code == 0, res.output

@@ -36,11 +36,11 @@ def evaluate(
     cfg = EvaluateConfig(run, split, checkpoint, overlays=overlays, ablation=ablation, device=device,
                          progress=progress_enabled(not no_progress), side_gate=side_gate)
     s, out = stage(cfg, Workspace.resolve(workdir))
-    g, p = s["protocols"]["global"], s["protocols"]["per_image"]
-    line = (f"{s['run']} on {s['split']} ({s['n_images']} images): global Dice {g['dice']:.4f} IoU {g['iou']:.4f}; "
+    g, p = s.protocols["global"], s.protocols["per_image"]
+    line = (f"{s.run} on {s.split} ({s.n_images} images): global Dice {g['dice']:.4f} IoU {g['iou']:.4f}; "
             f"per-image Dice {p['dice']:.4f} IoU {p['iou']:.4f}")
-    if "text_ablation" in s:
-        t = s["text_ablation"]
+    if s.text_ablation is not None:
+        t = s.text_ablation
         line += (f"; text gap (global Dice) shuffled {t['gap_global_dice_shuffled']:+.4f}, "
                  f"empty {t['gap_global_dice_empty']:+.4f}")
     typer.echo(f"{line} -> {out}")

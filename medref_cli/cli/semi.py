@@ -97,8 +97,8 @@ def pseudo_label(
     cfg = PseudoLabelConfig(run, split, checkpoint, model, overwrite=overwrite, device=device,
                             progress=progress_enabled(not no_progress))
     audit, out = stage(cfg, Workspace.resolve(workdir))
-    line = (f"pseudo-labelled {audit['n_images']} images ({audit['model']}); "
-            f"zone agreement {audit['zone_agreement_exact']:.3f}")
-    if "dice_all" in audit:
-        line += f"; Dice vs ground truth (global) {audit['dice_all']['global']['dice']:.4f}"
+    line = (f"pseudo-labelled {audit.n_images} images ({audit.model}); "
+            f"zone agreement {audit.zone_agreement_exact:.3f}")
+    if audit.dice_all is not None:
+        line += f"; Dice vs ground truth (global) {audit.dice_all['global']['dice']:.4f}"
     typer.echo(f"{line} -> {out}")

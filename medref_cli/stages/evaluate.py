@@ -18,9 +18,8 @@ import csv
 import io
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +75,7 @@ class _Scores:
 
 
 @without_meta_tracking
-def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
+def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     from medref_cli.training.data import items
     from medref_cli.training.trained_run import open_run
 
@@ -92,7 +91,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
         summary.save(tmp / "summary.json")
         _write_per_case(tmp / "per_case.csv", data, scores, cfg.ablation)
         _write_overlays(tmp / "overlays", tr, data, scores)
-    return asdict(summary), out_dir
+    return summary, out_dir
 
 
 def caption_variants(captions: list[str], ablation: bool) -> dict[str, list[str]]:

@@ -12,9 +12,8 @@ Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ class PseudoLabelConfig:
 
 
 @without_meta_tracking
-def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
+def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
     from medref_cli.training.data import items
     from medref_cli.training.trained_run import open_run
 
@@ -62,7 +61,7 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[dict[str, Any], Path]:
         (tmp / "pseudo_labels.json").write_text(json.dumps(meta, indent=1) + "\n")
         audit = make_audit(entries, scored, used)
         audit.save(tmp / "audit.json")
-    return asdict(audit), out_dir
+    return audit, out_dir
 
 
 def _label(cfg: PseudoLabelConfig, tr, data: list[dict], tmp: Path) -> tuple[list[dict], list]:  # noqa: ANN001

@@ -176,8 +176,7 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         req.resume = (run / "checkpoint_latest.pt").is_file()
         req.overwrite = not req.resume
         (pretrain.run if stage == "pretrain" else semi_train.run)(req, ws)
-    _, out = evaluate(EvaluateConfig(str(run), overlays=2), ws)
-    cell.summary = load_summary(out / "summary.json")
+    cell.summary, _ = evaluate(EvaluateConfig(str(run), overlays=2), ws)
     cell.status, cell.wall_s = "done", time.time() - t0
 
 
