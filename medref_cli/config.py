@@ -318,6 +318,14 @@ class TrainRequest:
     device: str = "auto"
     init_from: str | None = None
 
+    @property
+    def new_run_seed(self) -> int:
+        return DEFAULT_SEED if self.seed is None else self.seed
+
+    @property
+    def new_run_preset(self) -> str:
+        return self.preset or DEFAULT_PRESET
+
 
 def load_yaml(path: Path) -> dict[str, Any]:
     import yaml
@@ -340,11 +348,10 @@ def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
     method_ov = req.overrides.get("method", {})
     spec = METHODS.get(req.method)
     recipe = method_ov.get("recipe")
-    if req.stage == "semi-train" and spec and spec.recipes and recipe and recipe != "medref":
+    if req.stage == "semi-train" and spec and spec.recipes and recipe and recipe != DEFAULT_RECIPE:
         head = f"{head}-{recipe}"
     off = [p for p in (spec.ablations if spec else ()) if method_ov.get(p.replace("-", "_")) is False]
-    seed = DEFAULT_SEED if req.seed is None else req.seed
-    return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{seed}"])
+    return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{req.new_run_seed}"])
 
 
 def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -355,8 +362,8 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
         recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
                   or DEFAULT_RECIPE)
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
-    config = resolve(req.preset or DEFAULT_PRESET, req.overrides, "command-line options", layers)
-    config["train"]["seed"] = DEFAULT_SEED if req.seed is None else req.seed  # draws the split, seeds training
+    config = resolve(req.new_run_preset, req.overrides, "command-line options", layers)
+    config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
     model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
     train_config(copy.deepcopy(config["train"]), "train")
     if req.stage == "semi-train":

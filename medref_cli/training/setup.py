@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.config import (
-    DEFAULT_PRESET,
-    DEFAULT_SEED,
     TrainRequest,
     default_run_name,
     load_yaml,
@@ -92,7 +90,7 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         spec = load_split(run / "split.json")
     else:
         spec, split_file = _split(ws, dataset, req, rank, world)
-        preset = req.preset or DEFAULT_PRESET
+        preset = req.new_run_preset
         config = resolve_config(req, load_yaml(req.config_file) if req.config_file else {})
         check_logger(config["train"]["logger"])  # before the run folder exists
         info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
@@ -124,7 +122,7 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
     """(SplitSpec, split file): rank 0 makes a missing split first, the other ranks then read it."""
     from medref_cli.splits import ensure
 
-    seed = DEFAULT_SEED if req.seed is None else req.seed
+    seed = req.new_run_seed
     spec, split_file, created = ensure(ws, dataset, req.labeled, seed) if rank == 0 else (None, None, False)
     if world > 1:
         _barrier(world)
@@ -149,17 +147,22 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001,
     config, applied = resume_config(req, run, saved, info, load_yaml(req.config_file) if req.config_file else {})
     check_logger(config["train"]["logger"])
     if applied and rank == 0:
-        from medref_cli.workspace import write_bytes_atomic
-
-        saved["config"] = config
-        write_bytes_atomic(run / "config.yaml", yaml.safe_dump(saved, sort_keys=False).encode())
+        _write_config(run, saved["preset"], config)
     return saved["preset"], config, info, applied
+
+
+def _write_config(run: Path, preset: str, config: dict[str, Any]) -> None:
+    """`<run>/config.yaml`: the preset and the resolved config (written atomically)."""
+    import yaml
+
+    from medref_cli.workspace import write_bytes_atomic
+
+    write_bytes_atomic(run / "config.yaml", yaml.safe_dump({"preset": preset, "config": config},
+                                                           sort_keys=False).encode())
 
 
 def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path, preset: str,  # noqa: ANN001
              config: dict[str, Any], rank: int) -> Any:
-    import yaml
-
     from medref_cli.training.run_dir import RunInfo
 
     if rank == 0:
@@ -168,7 +171,7 @@ def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: P
         if run.exists():
             shutil.rmtree(run)
         run.mkdir(parents=True)
-        (run / "config.yaml").write_text(yaml.safe_dump({"preset": preset, "config": config}, sort_keys=False))
+        _write_config(run, preset, config)
         shutil.copyfile(split_file, run / "split.json")
     info = RunInfo(
         stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
