@@ -235,6 +235,7 @@ class MethodConfig:
     mix_gate: float = 0.55
     cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)
     cutmix_prob: float = 0.5
+    cutmix_sides: bool = False  # clip each CutMix box to the lung halves both reports name (text-consistent)
     eval_model: str = "student"  # student | teacher
 
 

@@ -285,7 +285,30 @@ def test_cutmix_branch_pastes_a_box_and_keeps_the_captions():
     zones = torch.zeros(4, 6, dtype=torch.long)
     out_img, out_prob, out_texts, out_zones, stats = method._mix(img, prob, texts, zones, torch.ones(4, dtype=torch.bool))
     changed = (out_img != img).flatten(1).any(1)
-    assert changed.any() and out_texts == texts and torch.equal(out_zones, zones) and stats == {}
+    assert changed.any() and out_texts == texts and torch.equal(out_zones, zones) and set(stats) == {"cutmix_share"}
     assert torch.equal(out_prob * 4, out_img)  # image and pseudo-label moved together
     _, logs = method.step(model, *_batches(), epoch=3)
     assert math.isfinite(logs["loss"]) and "loss_itc_u" not in logs  # cutmix: no ITCL
+
+
+def test_side_consistent_cutmix_pastes_only_where_both_reports_name_the_side():
+    from medref_cli.zone_masks import side_mask
+    from medref_cli.zones import parse_zones
+
+    method, _ = _method("medref", cutmix=True, cutmix_sides=True, cutmix_prob=1.0, t_patchmix=False)
+    texts = [LEFT, RIGHT, BI, LEFT] * 4
+    zones = torch.tensor([parse_zones(t) for t in texts])
+    img = torch.arange(16, dtype=torch.float32).view(16, 1, 1, 1).expand(16, 1, 64, 64).contiguous()
+    pasted = 0
+    for _ in range(5):
+        out_img, out_prob, *_ = method._mix(img, img / 16, texts, zones, torch.ones(16, dtype=torch.bool))
+        assert torch.equal(out_prob * 16, out_img)
+        for i in range(16):
+            moved = out_img[i, 0] != img[i, 0]
+            if not moved.any():
+                continue
+            j = int(out_img[i, 0][moved][0])  # each image is its own index: the source of the box
+            both = (side_mask(zones[i : i + 1], 64, 64) * side_mask(zones[j : j + 1], 64, 64))[0, 0].bool()
+            assert both[moved].all(), (texts[i], texts[j])
+            pasted += 1
+    assert pasted > 10  # same-side and bilateral pairs do mix

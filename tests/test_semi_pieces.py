@@ -151,6 +151,16 @@ def test_random_cutmix_keeps_text_and_mixes_labels_consistently():
     assert torch.equal(res.pseudo[0].bool(), ~res.box_mask[0].bool())
 
 
+
+def test_random_cutmix_clipped_to_allowed_pixels():
+    image, prob = _batch([BI, BI], 64, 64)
+    allowed = torch.zeros(2, 1, 64, 64)
+    allowed[0, :, :, :32] = 1.0  # image 0: left half only; image 1: nowhere
+    res = random_cutmix(image, prob, torch.tensor([1, 0]), 1.0, torch.Generator().manual_seed(0), allowed=allowed)
+    assert res.box_mask[0].sum() > 0 and res.box_mask[0, :, :, 32:].sum() == 0
+    assert res.box_mask[1].sum() == 0 and torch.equal(res.image[1], image[1]) and res.attempted == 1
+
+
 # --- ITCL ---------------------------------------------------------------------------------------------
 def test_soft_positives_jaccard():
     zones = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])

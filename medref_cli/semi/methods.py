@@ -138,18 +138,22 @@ class TeacherStudent(Method):
 
     def _mix(self, img: torch.Tensor, prob: torch.Tensor, texts: list[str], zones: torch.Tensor,  # noqa: ANN202
              known: torch.Tensor):
-        """T-PatchMix (only between reports with a known position), random CutMix or nothing -> (image, prob,
-        texts, zones, stats)."""
+        """T-PatchMix (only between reports with a known position), then random CutMix (clipped to the lung
+        halves both reports name with `cutmix_sides`), either, or nothing -> (image, prob, texts, zones, stats)."""
         c = self.cfg
         perm = torch.randperm(img.shape[0], generator=self.gen).to(img.device)
+        stats: dict[str, float] = {}
         if c.t_patchmix:
             mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, known.tolist())
             stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
-            return mix.image, mix.prob, mix.texts, mixed_zones(zones, texts, perm, mix.box_mask), stats
+            img, prob, zones, texts = mix.image, mix.prob, mixed_zones(zones, texts, perm, mix.box_mask), mix.texts
         if c.cutmix:
-            mix = random_cutmix(img, prob, perm, c.cutmix_prob, self.gen)
-            return mix.image, mix.prob, texts, zones, {}
-        return img, prob, texts, zones, {}
+            h, w = img.shape[-2:]
+            allowed = side_mask(zones, h, w) * side_mask(zones[perm], h, w) if c.cutmix_sides else None
+            mix = random_cutmix(img, prob, perm, c.cutmix_prob, self.gen, allowed=allowed)
+            img, prob = mix.image, mix.prob
+            stats["cutmix_share"] = float(mix.box_mask.mean())
+        return img, prob, texts, zones, stats
 
     def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg

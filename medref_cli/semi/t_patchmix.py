@@ -92,9 +92,12 @@ def t_patchmix(image: torch.Tensor, prob: torch.Tensor, texts: list[str], perm: 
 
 
 def random_cutmix(image: torch.Tensor, prob: torch.Tensor, perm: torch.Tensor, mix_prob: float,
-                  gen: torch.Generator, ratio: tuple[float, float] = (0.02, 0.4)) -> MixResult:
-    """FixMatch/UniMatch-style CutMix baseline: a random box (area share in `ratio`) anywhere, no text,
-    no gate. Same output type; texts are returned empty (the caller keeps its own)."""
+                  gen: torch.Generator, ratio: tuple[float, float] = (0.02, 0.4),
+                  allowed: torch.Tensor | None = None) -> MixResult:
+    """FixMatch/UniMatch-style CutMix: a random box (area share in `ratio`) anywhere, no text, no gate.
+    `allowed` `(B, 1, H, W)` {0,1}: the box is clipped to it (e.g. the lung halves both reports name), and a
+    box clipped to nothing counts as not attempted. Same output type; texts are returned empty (the caller
+    keeps its own)."""
     b, _, h, w = image.shape
     box = torch.zeros(b, 1, h, w, dtype=image.dtype, device=image.device)
     attempted = 0
@@ -109,6 +112,9 @@ def random_cutmix(image: torch.Tensor, prob: torch.Tensor, perm: torch.Tensor, m
         top = int(torch.randint(h - bh + 1, (1,), generator=gen))
         left = int(torch.randint(w - bw + 1, (1,), generator=gen))
         box[i, :, top : top + bh, left : left + bw] = 1.0
+    if allowed is not None:
+        box = box * allowed
+        attempted = int((box.flatten(1).amax(1) > 0).sum())
     mixed_prob = prob * (1 - box) + prob[perm] * box
     return MixResult(image * (1 - box) + image[perm] * box, mixed_prob, (mixed_prob >= 0.5).to(prob.dtype), [],
                      box, attempted, attempted)
