@@ -28,6 +28,7 @@ options, so any one difference can still be switched alone:
 | itc_empty_positive    | false                                            | true (SPEC 3.4)                           |
 | side_gate             | false                                            | true                                      |
 | feature_dropout       | 0                                                | 0.5                                       |
+| cutmix, cutmix_sides  | false (no CutMix)                                | true: after T-PatchMix, a random box (2-40 % of the image, p 0.5) clipped to the lung halves both reports name |
 | unsup_weight, mix_prob, eval_model | 0.3, 0.08, student                  | 1.0, 0.25, teacher                        |
 | train.anneal_factor   | 2.0 (cosine over 200 epochs, training 100)       | 1.0                                       |
 """
@@ -189,15 +190,16 @@ class MethodSpec:
     recipes: bool = False  # takes `--recipe` (table1 `<method>-<recipe>`)
 
 
-_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False}
+_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False, "cutmix": False}
 METHODS: dict[str, MethodSpec] = {
     "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _NO_PARTS),
     "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing", "semi-train",
                                _NO_PARTS),
     "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept", "semi-train",
-                         {**_NO_PARTS, "cutmix": True}),
-    "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3)", "semi-train", {},
-                              ablations=("t-patchmix", "pos-aug", "itcl"), recipes=True),
+                         {**_NO_PARTS, "cutmix": True, "cutmix_sides": False}),
+    "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3); the medref recipe adds a "
+                              "side-consistent CutMix", "semi-train", {},
+                              ablations=("t-patchmix", "pos-aug", "itcl", "cutmix"), recipes=True),
 }
 
 
@@ -244,14 +246,16 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "official": {
         "method": {"sup_loss": "dice", "unsup_loss": "dice", "pseudo_thresh": 0.5, "pseudo_thresh_no_mix": 0.55,
                    "burn_in_teacher": "ema", "pos_aug_first": True, "itc_unlabeled_view": "weak",
-                   "itc_empty_positive": False, "side_gate": False, "feature_dropout": 0.0, "unsup_weight": 0.3,
+                   "itc_empty_positive": False, "side_gate": False, "feature_dropout": 0.0, "cutmix": False,
+                   "unsup_weight": 0.3,
                    "mix_prob": 0.08, "eval_model": "student"},
         "train": {"anneal_factor": 2.0},
     },
     "medref": {
         "method": {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "burn_in_teacher": "copy",
                    "pos_aug_first": False, "itc_unlabeled_view": "mixed", "itc_empty_positive": True,
-                   "side_gate": True, "feature_dropout": 0.5, "unsup_weight": 1.0, "mix_prob": 0.25,
+                   "side_gate": True, "feature_dropout": 0.5, "cutmix": True, "cutmix_sides": True,
+                   "unsup_weight": 1.0, "mix_prob": 0.25,
                    "eval_model": "teacher"},
         "train": {"anneal_factor": 1.0},
     },

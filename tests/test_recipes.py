@@ -42,6 +42,18 @@ def test_default_recipe_is_medref_and_options_beat_the_recipe_and_the_file():
     assert cfg["train"]["anneal_factor"] == 2.0
 
 
+def test_the_recipes_cutmix_reaches_semi_medref_only():
+    def method(name, recipe="medref", **ov):
+        cfg = resolve_config(_req(method=name, overrides={"method": {"recipe": recipe, **ov}}), {})
+        return method_config(dict(cfg["method"], name=name))
+
+    assert method("semi-medref").cutmix and method("semi-medref").cutmix_sides
+    assert not method("semi-medref", "official").cutmix
+    assert not method("semi-medref", cutmix=False).cutmix  # --no-cutmix
+    assert not method("mean-teacher").cutmix  # the baselines keep their own mixing
+    assert method("cutmix").cutmix and not method("cutmix").cutmix_sides
+
+
 def test_pretrain_takes_no_recipe():
     cfg = resolve_config(_req(stage="pretrain", method="supervised"), {})
     assert "recipe" not in cfg.get("method", {}) and cfg["train"]["anneal_factor"] == 1.0

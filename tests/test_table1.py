@@ -94,6 +94,7 @@ def test_failing_cells_are_reported_and_the_matrix_goes_on(pipeline, tmp_path):
 def test_profiles_and_methods_are_checked(pipeline):
     assert parse_method("semi-medref-no-pos-aug") == ("semi-medref", {"pos_aug": False})
     assert parse_method("semi-medref-official") == ("semi-medref", {"recipe": "official"})
+    assert parse_method("semi-medref-no-cutmix") == ("semi-medref", {"cutmix": False})
     with pytest.raises(MedrefError):
         parse_method("fixmatch")
     with pytest.raises(MedrefError, match="no profile"):

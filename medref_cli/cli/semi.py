@@ -38,6 +38,8 @@ def semi_train(
     no_t_patchmix: Annotated[bool, typer.Option("--no-t-patchmix", help="Ablation: no T-PatchMix.")] = False,
     no_pos_aug: Annotated[bool, typer.Option("--no-pos-aug", help="Ablation: no PosAug.")] = False,
     no_itcl: Annotated[bool, typer.Option("--no-itcl", help="Ablation: no ITCL.")] = False,
+    no_cutmix: Annotated[bool, typer.Option(
+        "--no-cutmix", help="Ablation: no side-consistent CutMix (the medref recipe's addition).")] = False,
     init: Annotated[str | None, typer.Option("--init", help="Start from a pretrain run (skips burn-in).")] = None,
     eval_model: Annotated[str | None, typer.Option(
         "--eval-model", help="student | teacher (default: the config's method.eval_model, else student).")] = None,
@@ -67,7 +69,8 @@ def semi_train(
     ov["method"] = {"eval_model": eval_model} if eval_model else {}
     if recipe:
         ov["method"]["recipe"] = recipe
-    for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl")):
+    for flag, key in ((no_t_patchmix, "t_patchmix"), (no_pos_aug, "pos_aug"), (no_itcl, "itcl"),
+                      (no_cutmix, "cutmix")):
         if flag:
             ov["method"][key] = False
     req = TrainRequest(stage="semi-train", method=method, labeled=labeled, dataset=dataset, seed=seed,

@@ -5,9 +5,10 @@
 | supervised    | -       | -               | -                       | -      | -    |
 | mean-teacher  | EMA     | pseudo-label    | none                    | -      | -    |
 | cutmix        | EMA     | pseudo-label    | random CutMix, text kept| -      | -    |
-| semi-medref   | EMA     | pseudo-label    | T-PatchMix              | yes    | yes  |
+| semi-medref   | EMA     | pseudo-label    | T-PatchMix (+ side-consistent CutMix, medref recipe) | yes | yes |
 
-The ablations switch off `t_patchmix`, `pos_aug` or `itcl` of semi-medref; `config.py` holds the config.
+The ablations switch off `t_patchmix`, `pos_aug`, `itcl` or `cutmix` of semi-medref; `config.py` holds the
+config.
 """
 
 from __future__ import annotations
