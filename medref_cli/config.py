@@ -28,7 +28,8 @@ options, so any one difference can still be switched alone:
 | itc_empty_positive    | false                                            | true (SPEC 3.4)                           |
 | side_gate             | false                                            | true                                      |
 | feature_dropout       | 0                                                | 0.5                                       |
-| cutmix, cutmix_sides  | false (no CutMix)                                | true: after T-PatchMix, a random box (2-40 % of the image, p 0.5) clipped to the lung halves both reports name |
+| cutmix, cutmix_sides  | false (no CutMix)                                | true: a random box after T-PatchMix (p 0.5) |
+|                       |                                                  | clipped to the lung halves both reports name |
 | unsup_weight, mix_prob, eval_model | 0.3, 0.08, student                  | 1.0, 0.25, teacher                        |
 | train.anneal_factor   | 2.0 (cosine over 200 epochs, training 100)       | 1.0                                       |
 """

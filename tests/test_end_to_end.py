@@ -172,6 +172,13 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
                 for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
 
     assert len(rows("cut")) == 4 and rows("cut") == rows("full")
+    # three runs in one process (one ended by an exception): each log.txt holds its own run's lines only
+    import logging
+
+    full_log = (ws.runs / "full" / "log.txt").read_text()
+    assert full_log.count("epoch 1:") == 1 and "resumed from" not in full_log
+    assert "resumed from" in (ws.runs / "cut" / "log.txt").read_text()
+    assert not [h for h in logging.getLogger("medref_cli").handlers if isinstance(h, logging.FileHandler)]
 
 
 def test_ddp_two_processes_gloo(tmp_path):

@@ -15,10 +15,10 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
     from medref_cli.training.data import items
     from medref_cli.training.loop import Method, fit
 
-    s = build(req, ws)
-    data_l = items(s.manifest, s.folder, s.spec.train_labeled)
-    if pseudo_labels is not None:
-        data_l += extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
-    data_val = items(s.manifest, s.folder, s.spec.val)
-    info = fit(s.ctx, Method(s.ctx), data_l, None, data_val, resume=req.resume)
+    with build(req, ws) as s:
+        data_l = items(s.manifest, s.folder, s.spec.train_labeled)
+        if pseudo_labels is not None:
+            data_l += extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
+        data_val = items(s.manifest, s.folder, s.spec.val)
+        info = fit(s.ctx, Method(s.ctx), data_l, None, data_val, resume=req.resume)
     return info, s.ctx.run

@@ -32,18 +32,18 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
         req = replace(req, overrides={**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg},
                                       "method": {**req.overrides.get("method", {}), "burn_in_epochs": 0}})
         init_state = ckpt["model"]
-    s = build(req, ws)
-    if init_state is not None:
-        s.ctx.model.load_state_dict(init_state)
-    method = TeacherStudent(s.ctx, method_config(dict(s.ctx.config.get("method", {}), name=req.method)))
-    data_l = items(s.manifest, s.folder, s.spec.train_labeled)
-    if pseudo_labels is not None:
-        extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
-        data_l += extra
-        if not extra:
-            raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
-    unl = set(s.spec.train_unlabeled) - {d["id"] for d in data_l}
-    data_u = items(s.manifest, s.folder, sorted(unl), with_labels=False)
-    data_val = items(s.manifest, s.folder, s.spec.val)
-    info = fit(s.ctx, method, data_l, data_u, data_val, resume=req.resume)
+    with build(req, ws) as s:
+        if init_state is not None:
+            s.ctx.model.load_state_dict(init_state)
+        method = TeacherStudent(s.ctx, method_config(dict(s.ctx.config.get("method", {}), name=req.method)))
+        data_l = items(s.manifest, s.folder, s.spec.train_labeled)
+        if pseudo_labels is not None:
+            extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
+            data_l += extra
+            if not extra:
+                raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
+        unl = set(s.spec.train_unlabeled) - {d["id"] for d in data_l}
+        data_u = items(s.manifest, s.folder, sorted(unl), with_labels=False)
+        data_val = items(s.manifest, s.folder, s.spec.val)
+        info = fit(s.ctx, method, data_l, data_u, data_val, resume=req.resume)
     return info, s.ctx.run

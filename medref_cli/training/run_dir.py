@@ -84,8 +84,17 @@ def truncate_metrics(run: Path, last_epoch: int) -> None:
 
 
 def attach_log(run: Path) -> logging.Handler:
+    """Send the package's log records to `<run>/log.txt` until `detach_log` (one run's lines in one file)."""
     handler = logging.FileHandler(run / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("medref_cli").addHandler(handler)
     logging.getLogger("medref_cli").setLevel(logging.INFO)
     return handler
+
+
+def detach_log(handler: logging.Handler | None) -> None:
+    """Stop a run's `attach_log` handler and close its file (a later run in the same process, as table1 or
+    the tests run them, no longer writes into this run's log.txt)."""
+    if handler is not None:
+        logging.getLogger("medref_cli").removeHandler(handler)
+        handler.close()

@@ -64,19 +64,30 @@ def init_distributed() -> tuple[int, int, int]:
 
 @dataclass
 class TrainSetup:
-    """What `build` hands a training stage: the run context and the data it trains on."""
+    """What `build` hands a training stage: the run context and the data it trains on. Use it as a context
+    manager (`with build(req, ws) as s:`): leaving it detaches the run's log.txt handler."""
 
     ctx: Any  # training.loop.RunContext
     spec: Any  # artifacts.SplitSpec
     manifest: Any  # artifacts.DatasetManifest
     folder: Path  # the prepared dataset folder
+    log_handler: logging.Handler | None = None  # rank 0: the run's log.txt
+
+    def __enter__(self) -> TrainSetup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from medref_cli.training.run_dir import detach_log
+
+        detach_log(self.log_handler)
+        self.log_handler = None
 
 
 def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     """Config, split, run folder (new or resumed), device, text encoder and model of one training run."""
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.training.loop import RunContext
-    from medref_cli.training.run_dir import attach_log
+    from medref_cli.training.run_dir import attach_log, detach_log
 
     dataset = pick_dataset(ws, req.dataset)
     manifest, folder = load_dataset(ws, dataset)
@@ -95,14 +106,17 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         check_logger(config["train"]["logger"])  # before the run folder exists
         info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
     _barrier(world)
-    if rank == 0:
-        attach_log(run)
+    handler = attach_log(run) if rank == 0 else None
     if applied:
         log.info("resume: applied %s", "; ".join(applied))
-    mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
+    try:
+        mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
+    except BaseException:
+        detach_log(handler)
+        raise
     ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
-    return TrainSetup(ctx, spec, manifest, folder)
+    return TrainSetup(ctx, spec, manifest, folder, handler)
 
 
 def _slug(labeled: str) -> str:
