@@ -17,3 +17,32 @@ def test_bare_step_trains_the_model_and_flops_scale_with_the_batch():
     small = step_flops(setup("tiny", batch_size=4, batch_size_unlabeled=4))
     large = step_flops(setup("tiny", batch_size=8, batch_size_unlabeled=8))
     assert small > 0 and 1.9 < large / small < 2.1
+
+
+def _fake_run(root, name, seed, dice, minutes):
+    """A run folder with what `bench.ssl_study` reads: run.json, metrics.jsonl, eval-test/summary.json."""
+    import json
+
+    from medref_cli.result_schemas import EvalSummary
+
+    run = root / name
+    (run / "eval-test").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"seed": seed, "epochs_done": 10}))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 9, "elapsed_s": 60 * minutes}) + "\n")
+    lat = {"left": {"n": 1, "global": {"dice": dice - 0.2}}, "right": {"n": 3, "global": {"dice": dice - 0.1}}}
+    protocols = {"global": {"dice": dice, "iou": dice / 2}, "per_image": {"dice": dice - 0.05, "iou": 0.1}}
+    EvalSummary(name, "test", "best", 4, 64, "student", protocols, {}, lat).save(run / "eval-test" / "summary.json")
+    return run
+
+
+def test_ssl_study_pairs_gaps_by_seed_and_writes_table_and_plot(tmp_path):
+    from bench.ssl_study import main
+
+    sup = [_fake_run(tmp_path, f"sup{s}", s, d, 5) for s, d in [(0, 0.70), (1, 0.72), (2, 0.74)]]
+    semi = [_fake_run(tmp_path, f"semi{s}", s, d, 15) for s, d in [(2, 0.77), (0, 0.72), (1, 0.75)]]
+    main(["--out", str(tmp_path / "out"), "--point", "supervised@20=" + ",".join(map(str, sup)),
+          "--point", "semi@20=" + ",".join(map(str, semi))])
+    table = (tmp_path / "out" / "study.md").read_text().splitlines()
+    assert "| 0.7200 ± 0.0200 |" in table[2] and "| 0.5950 ± 0.0200 |" in table[2]  # one-lung: 1 L, 3 R pooled
+    assert table[3].endswith("| +0.0267 ± 0.0058 (3 seeds) |")  # gaps 0.02, 0.03, 0.03, paired by seed
+    assert (tmp_path / "out" / "study.png").stat().st_size > 1000

@@ -1,0 +1,111 @@
+"""Is SSL worth it? Test Dice of evaluated runs, grouped by method and budget, against the CPU minutes spent.
+
+    python -m bench.ssl_study --out results/DIR \\
+        --point "supervised@100 ep=RUNS/pre-s0,RUNS/pre-s1,RUNS/pre-s2" \\
+        --point "semi-medref@100 ep=RUNS/semi-s0,RUNS/semi-s1,RUNS/semi-s2" [--baseline supervised]
+
+Each `--point "METHOD@BUDGET=RUN,RUN,..."` is one point: the runs (one per seed) of one method at one budget.
+A run folder needs `run.json`, `metrics.jsonl` and its test summary (`eval-test/summary.json`, or a copied
+`eval-test-summary.json`). Writes `study.md` (mean ± std of test Dice global and per-image, one-lung Dice, wall
+minutes; the gap over the baseline at the same budget, paired by seed) and `study.png` (test Dice against wall
+minutes, one line per method, error bars where a point has several seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from medref_cli.plots import line_plot
+from medref_cli.result_schemas import load_summary
+from medref_cli.workspace import write_bytes_atomic
+
+
+@dataclass
+class RunFigures:
+    seed: int
+    dice: float  # test Dice, global protocol
+    dice_image: float  # test Dice, per-image mean
+    one_lung: float  # global Dice of the left-only and right-only reports, pooled by image count
+    minutes: float  # wall minutes of training (metrics.jsonl elapsed_s)
+    epochs: int
+
+
+def run_figures(run: Path) -> RunFigures:
+    summary_path = run / "eval-test" / "summary.json"
+    if not summary_path.is_file():
+        summary_path = run / "eval-test-summary.json"
+    s = load_summary(summary_path)
+    info = json.loads((run / "run.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lat = s.per_laterality
+    one = [lat[k] for k in ("left", "right") if k in lat]
+    n = sum(x["n"] for x in one)
+    one_lung = sum(x["n"] * x["global"]["dice"] for x in one) / n if n else float("nan")
+    return RunFigures(info["seed"], s.global_dice, s.protocols["per_image"]["dice"], one_lung,
+                      rows[-1]["elapsed_s"] / 60 if rows else float("nan"), info["epochs_done"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """(mean, sample std); std 0 for a single value."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def paired_gap(runs: list[RunFigures], base: list[RunFigures]) -> tuple[float, float, int] | None:
+    """Mean ± std of `dice - baseline dice` over the seeds both have; None without a shared seed."""
+    by_seed = {r.seed: r.dice for r in base}
+    gaps = [r.dice - by_seed[r.seed] for r in runs if r.seed in by_seed]
+    return (*mean_std(gaps), len(gaps)) if gaps else None
+
+
+def parse_point(text: str) -> tuple[str, str, list[Path]]:
+    head, _, runs = text.partition("=")
+    method, _, budget = head.partition("@")
+    if not runs or not method:
+        raise SystemExit(f"--point {text!r}: expected METHOD@BUDGET=RUN[,RUN...]")
+    return method.strip(), budget.strip(), [Path(r.strip()) for r in runs.split(",") if r.strip()]
+
+
+def _fmt(ms: tuple[float, float], n: int) -> str:
+    return f"{ms[0]:.4f} ± {ms[1]:.4f}" if n > 1 else f"{ms[0]:.4f} (1 seed)"
+
+
+def study(points: list[tuple[str, str, list[Path]]], baseline: str) -> tuple[str, dict]:
+    """(markdown table, plot series) of the points."""
+    figs = {(m, b): [run_figures(r) for r in runs] for m, b, runs in points}
+    lines = ["| method | budget | seeds | test Dice global | per-image | one-lung reports | wall min | epochs | "
+             f"gap over {baseline} (paired) |", "|---|---|---|---|---|---|---|---|---|"]
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for (method, budget), runs in figs.items():
+        n = len(runs)
+        dice = mean_std([r.dice for r in runs])
+        minutes = statistics.fmean(r.minutes for r in runs)
+        gap = paired_gap(runs, figs.get((baseline, budget), [])) if method != baseline else None
+        gap_text = f"{gap[0]:+.4f} ± {gap[1]:.4f} ({gap[2]} seeds)" if gap else ""
+        lines.append(f"| {method} | {budget} | {', '.join(str(r.seed) for r in runs)} | {_fmt(dice, n)} | "
+                     f"{_fmt(mean_std([r.dice_image for r in runs]), n)} | "
+                     f"{_fmt(mean_std([r.one_lung for r in runs]), n)} | {minutes:.1f} | "
+                     f"{'/'.join(str(r.epochs) for r in runs)} | {gap_text} |")
+        series.setdefault(method, []).append((minutes, 100 * dice[0], 100 * dice[1]))
+    return "\n".join(lines) + "\n", series
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--point", action="append", required=True, help="METHOD@BUDGET=RUN[,RUN...]")
+    ap.add_argument("--baseline", default="supervised")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--title", default="test Dice (global) against CPU minutes")
+    args = ap.parse_args(argv)
+    table, series = study([parse_point(p) for p in args.point], args.baseline)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(args.out / "study.md", table.encode())
+    line_plot(series, args.out / "study.png", args.title, "wall minutes (mean over seeds)", "Dice %")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
