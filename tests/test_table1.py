@@ -105,7 +105,7 @@ def test_profiles_and_methods_are_checked(pipeline):
         load_profile(bad, "budget")
     from conftest import REPO
 
-    for name in ("sample", "qata-cpu", "qata-budget", "qata-seeds", "paper"):
+    for name in ("sample", "qata-cpu", "qata-budget", "qata-seeds", "qata-steps", "paper"):
         load_profile(REPO / "pipelines" / "table1.yaml", name)
 
 
