@@ -8,7 +8,7 @@ Each `--point "METHOD@BUDGET=RUN,RUN,..."` is one point: the runs (one per seed)
 A run folder needs `run.json`, `metrics.jsonl` and its test summary (`eval-test/summary.json`, or a copied
 `eval-test-summary.json`). Writes `study.md` (mean ± std of test Dice global and per-image, one-lung Dice, wall
 minutes; the gap over the baseline at the same budget, paired by seed) and `study.png` (test Dice against wall
-minutes, one line per method, error bars where a point has several seeds).
+minutes, or epochs with `--x epochs`, one line per method, error bars where a point has several seeds).
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def _fmt(ms: tuple[float, float], n: int) -> str:
     return f"{ms[0]:.4f} ± {ms[1]:.4f}" if n > 1 else f"{ms[0]:.4f} (1 seed)"
 
 
-def study(points: list[tuple[str, str, list[Path]]], baseline: str) -> tuple[str, dict]:
-    """(markdown table, plot series) of the points."""
+def study(points: list[tuple[str, str, list[Path]]], baseline: str, x: str = "minutes") -> tuple[str, dict]:
+    """(markdown table, plot series) of the points; the plot's x is the mean wall minutes or epochs trained
+    (`x="epochs"`: for runs measured on machines of different speed)."""
     figs = {(m, b): [run_figures(r) for r in runs] for m, b, runs in points}
     lines = ["| method | budget | seeds | test Dice global | per-image | one-lung reports | wall min | epochs | "
              f"gap over {baseline} (paired) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -89,7 +90,8 @@ def study(points: list[tuple[str, str, list[Path]]], baseline: str) -> tuple[str
                      f"{_fmt(mean_std([r.dice_image for r in runs]), n)} | "
                      f"{_fmt(mean_std([r.one_lung for r in runs]), n)} | {minutes:.1f} | "
                      f"{'/'.join(str(r.epochs) for r in runs)} | {gap_text} |")
-        series.setdefault(method, []).append((minutes, 100 * dice[0], 100 * dice[1]))
+        at = minutes if x == "minutes" else statistics.fmean(r.epochs for r in runs)
+        series.setdefault(method, []).append((at, 100 * dice[0], 100 * dice[1]))
     return "\n".join(lines) + "\n", series
 
 
@@ -98,12 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--point", action="append", required=True, help="METHOD@BUDGET=RUN[,RUN...]")
     ap.add_argument("--baseline", default="supervised")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--title", default="test Dice (global) against CPU minutes")
+    ap.add_argument("--x", choices=("minutes", "epochs"), default="minutes", help="the plot's x axis")
+    ap.add_argument("--title", default="test Dice (global), mean ± std over seeds")
     args = ap.parse_args(argv)
-    table, series = study([parse_point(p) for p in args.point], args.baseline)
+    table, series = study([parse_point(p) for p in args.point], args.baseline, args.x)
     args.out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(args.out / "study.md", table.encode())
-    line_plot(series, args.out / "study.png", args.title, "wall minutes (mean over seeds)", "Dice %")
+    xlabel = "wall minutes (mean over seeds)" if args.x == "minutes" else "epochs trained (mean over seeds)"
+    line_plot(series, args.out / "study.png", args.title, xlabel, "Dice %")
     print(table)
 
 
