@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     table, series = study([parse_point(p) for p in args.point], args.baseline, args.x)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(args.out / "study.md", table.encode())
+    command = shlex.join(["python", "-m", "bench.ssl_study", *(sys.argv[1:] if argv is None else argv)])
+    write_bytes_atomic(args.out / "study.md", f"`{command}`\n\n{table}".encode())
     xlabel = "wall minutes (mean over seeds)" if args.x == "minutes" else "epochs trained (mean over seeds)"
     line_plot(series, args.out / "study.png", args.title, xlabel, "Dice %")
     print(table)
