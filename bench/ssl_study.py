@@ -14,7 +14,6 @@ minutes, or epochs with `--x epochs`, one line per method, error bars where a po
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 from medref_cli.plots import line_plot
 from medref_cli.result_schemas import load_summary
+from medref_cli.stages.table1 import _mean_std as mean_std  # (mean, sample std, n), as table1's cells
+from medref_cli.training.run_dir import load_run, read_metrics
 from medref_cli.workspace import write_bytes_atomic
 
 
@@ -41,26 +42,21 @@ def run_figures(run: Path) -> RunFigures:
     if not summary_path.is_file():
         summary_path = run / "eval-test-summary.json"
     s = load_summary(summary_path)
-    info = json.loads((run / "run.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    info = load_run(run)
+    rows = read_metrics(run)
     lat = s.per_laterality
     one = [lat[k] for k in ("left", "right") if k in lat]
     n = sum(x["n"] for x in one)
     one_lung = sum(x["n"] * x["global"]["dice"] for x in one) / n if n else float("nan")
-    return RunFigures(info["seed"], s.global_dice, s.protocols["per_image"]["dice"], one_lung,
-                      rows[-1]["elapsed_s"] / 60 if rows else float("nan"), info["epochs_done"])
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """(mean, sample std); std 0 for a single value."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return RunFigures(info.seed, s.global_dice, s.protocols["per_image"]["dice"], one_lung,
+                      rows[-1]["elapsed_s"] / 60 if rows else float("nan"), info.epochs_done)
 
 
 def paired_gap(runs: list[RunFigures], base: list[RunFigures]) -> tuple[float, float, int] | None:
     """Mean ± std of `dice - baseline dice` over the seeds both have; None without a shared seed."""
     by_seed = {r.seed: r.dice for r in base}
     gaps = [r.dice - by_seed[r.seed] for r in runs if r.seed in by_seed]
-    return (*mean_std(gaps), len(gaps)) if gaps else None
+    return mean_std(gaps) if gaps else None
 
 
 def parse_point(text: str) -> tuple[str, str, list[Path]]:
@@ -71,8 +67,9 @@ def parse_point(text: str) -> tuple[str, str, list[Path]]:
     return method.strip(), budget.strip(), [Path(r.strip()) for r in runs.split(",") if r.strip()]
 
 
-def _fmt(ms: tuple[float, float], n: int) -> str:
-    return f"{ms[0]:.4f} ± {ms[1]:.4f}" if n > 1 else f"{ms[0]:.4f} (1 seed)"
+def _fmt(stats: tuple[float, float, int]) -> str:
+    mean, std, n = stats
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f} (1 seed)"
 
 
 def study(points: list[tuple[str, str, list[Path]]], baseline: str, x: str = "minutes") -> tuple[str, dict]:
@@ -83,14 +80,13 @@ def study(points: list[tuple[str, str, list[Path]]], baseline: str, x: str = "mi
              f"gap over {baseline} (paired) |", "|---|---|---|---|---|---|---|---|---|"]
     series: dict[str, list[tuple[float, float, float]]] = {}
     for (method, budget), runs in figs.items():
-        n = len(runs)
         dice = mean_std([r.dice for r in runs])
         minutes = statistics.fmean(r.minutes for r in runs)
         gap = paired_gap(runs, figs.get((baseline, budget), [])) if method != baseline else None
         gap_text = f"{gap[0]:+.4f} ± {gap[1]:.4f} ({gap[2]} seed{'s' if gap[2] > 1 else ''})" if gap else ""
-        lines.append(f"| {method} | {budget} | {', '.join(str(r.seed) for r in runs)} | {_fmt(dice, n)} | "
-                     f"{_fmt(mean_std([r.dice_image for r in runs]), n)} | "
-                     f"{_fmt(mean_std([r.one_lung for r in runs]), n)} | {minutes:.1f} | "
+        lines.append(f"| {method} | {budget} | {', '.join(str(r.seed) for r in runs)} | {_fmt(dice)} | "
+                     f"{_fmt(mean_std([r.dice_image for r in runs]))} | "
+                     f"{_fmt(mean_std([r.one_lung for r in runs]))} | {minutes:.1f} | "
                      f"{'/'.join(str(r.epochs) for r in runs)} | {gap_text} |")
         at = minutes if x == "minutes" else statistics.fmean(r.epochs for r in runs)
         series.setdefault(method, []).append((at, 100 * dice[0], 100 * dice[1]))

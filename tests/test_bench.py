@@ -24,10 +24,11 @@ def _fake_run(root, name, seed, dice, minutes):
     import json
 
     from medref_cli.result_schemas import EvalSummary
+    from medref_cli.training.run_dir import RunInfo
 
     run = root / name
     (run / "eval-test").mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"seed": seed, "epochs_done": 10}))
+    RunInfo("semi-train", "m", "d", "h", "d-5pct.json", "5%", seed, "tiny", "minilm", epochs_done=10).save(run)
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 9, "elapsed_s": 60 * minutes}) + "\n")
     lat = {"left": {"n": 1, "global": {"dice": dice - 0.2}}, "right": {"n": 3, "global": {"dice": dice - 0.1}}}
     protocols = {"global": {"dice": dice, "iou": dice / 2}, "per_image": {"dice": dice - 0.05, "iou": 0.1}}
