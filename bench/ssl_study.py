@@ -83,7 +83,8 @@ def study(points: list[tuple[str, str, list[Path]]], baseline: str, x: str = "mi
         dice = mean_std([r.dice for r in runs])
         minutes = statistics.fmean(r.minutes for r in runs)
         gap = paired_gap(runs, figs.get((baseline, budget), [])) if method != baseline else None
-        gap_text = f"{gap[0]:+.4f} ± {gap[1]:.4f} ({gap[2]} seed{'s' if gap[2] > 1 else ''})" if gap else ""
+        gap_text = "" if not gap else (f"{gap[0]:+.4f} ± {gap[1]:.4f} ({gap[2]} seeds)" if gap[2] > 1
+                                       else f"{gap[0]:+.4f} (1 seed)")
         lines.append(f"| {method} | {budget} | {', '.join(str(r.seed) for r in runs)} | {_fmt(dice)} | "
                      f"{_fmt(mean_std([r.dice_image for r in runs]))} | "
                      f"{_fmt(mean_std([r.one_lung for r in runs]))} | {minutes:.1f} | "

@@ -41,9 +41,11 @@ def test_ssl_study_pairs_gaps_by_seed_and_writes_table_and_plot(tmp_path):
 
     sup = [_fake_run(tmp_path, f"sup{s}", s, d, 5) for s, d in [(0, 0.70), (1, 0.72), (2, 0.74)]]
     semi = [_fake_run(tmp_path, f"semi{s}", s, d, 15) for s, d in [(2, 0.77), (0, 0.72), (1, 0.75)]]
+    one = _fake_run(tmp_path, "one1", 1, 0.71, 15)
     main(["--out", str(tmp_path / "out"), "--point", "supervised@20=" + ",".join(map(str, sup)),
-          "--point", "semi@20=" + ",".join(map(str, semi))])
+          "--point", "semi@20=" + ",".join(map(str, semi)), "--point", f"one seed@20={one}"])
     table = (tmp_path / "out" / "study.md").read_text().splitlines()[2:]  # after the command line
     assert "| 0.7200 ± 0.0200 |" in table[2] and "| 0.5950 ± 0.0200 |" in table[2]  # one-lung: 1 L, 3 R pooled
     assert table[3].endswith("| +0.0267 ± 0.0058 (3 seeds) |")  # gaps 0.02, 0.03, 0.03, paired by seed
+    assert table[4].endswith("| -0.0100 (1 seed) |")  # no std to show for one pair
     assert (tmp_path / "out" / "study.png").stat().st_size > 1000
