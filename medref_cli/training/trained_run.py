@@ -30,7 +30,7 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.model import checkpoint
     from medref_cli.training.run_dir import load_run, resolve_run
-    from medref_cli.training.setup import pick_device
+    from medref_cli.training.setup import flush_denormals, pick_device
 
     if which not in ("best", "latest"):
         raise MedrefError(f"--checkpoint {which!r}: choose best or latest")
@@ -46,6 +46,7 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
     ckpt = checkpoint.load(ckpt_path)
     model, text = checkpoint.build_model(ckpt, ckpt_path)
     dev = pick_device(device)
+    flush_denormals()
     model.to(dev)
     text.to_device(dev)
     return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev)
