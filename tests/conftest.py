@@ -108,3 +108,16 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture
+def denormals_kept():
+    """Flush-to-zero off for the test and after it (skips where the CPU has no such mode); yields a check that
+    a float32 denormal (1e-39, below 1.18e-38) still survives arithmetic."""
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    torch.set_flush_denormal(False)
+    yield lambda: (torch.tensor([1e-39]) * 1.0).item() > 0.0
+    torch.set_flush_denormal(False)

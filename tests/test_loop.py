@@ -121,33 +121,17 @@ def test_training_under_cpu_bfloat16_autocast_and_a_broadcast_per_epoch(tmp_path
     assert sent == [(torch.device("cpu"), 0)] * 2
 
 
-def _denormal_survives() -> bool:
-    return (torch.tensor([1e-39]) * 1.0).item() > 0.0  # 1e-39 is a float32 denormal (below 1.18e-38)
+def test_flush_denormals_computes_denormals_as_zero(denormals_kept):
+    assert denormals_kept()
+    flush_denormals()
+    assert not denormals_kept()
+    assert (torch.tensor([1e-30]) * 1.0).item() > 0.0  # normal small values are kept
 
 
-def test_flush_denormals_computes_denormals_as_zero():
-    if not torch.set_flush_denormal(True):
-        pytest.skip("this CPU has no flush-to-zero mode")
-    torch.set_flush_denormal(False)
-    try:
-        assert _denormal_survives()
-        flush_denormals()
-        assert not _denormal_survives()
-        assert (torch.tensor([1e-30]) * 1.0).item() > 0.0  # normal small values are kept
-    finally:
-        torch.set_flush_denormal(False)
-
-
-def test_building_a_model_for_training_flushes_denormals():
+def test_building_a_model_for_training_flushes_denormals(denormals_kept):
     from medref_cli.config import TrainRequest, resolve_config
     from medref_cli.training.setup import _model
 
-    if not torch.set_flush_denormal(True):
-        pytest.skip("this CPU has no flush-to-zero mode")
-    torch.set_flush_denormal(False)
-    try:
-        req = TrainRequest(stage="pretrain", method="supervised", labeled="100%", dataset="s", preset="tiny")
-        _model(resolve_config(req, {}), "tiny", "cpu", 1, 0)  # what pretrain / semi-train build their model with
-        assert not _denormal_survives()
-    finally:
-        torch.set_flush_denormal(False)
+    req = TrainRequest(stage="pretrain", method="supervised", labeled="100%", dataset="s", preset="tiny")
+    _model(resolve_config(req, {}), "tiny", "cpu", 1, 0)  # what pretrain / semi-train build their model with
+    assert not denormals_kept()
