@@ -50,11 +50,17 @@ class DatasetManifest:
     format: str = "images/<id>.png uint8 grayscale; masks/<id>.png uint8 {0,255}"
     created_by: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The sides free-text reports name: `patient` (radiology convention; on a frontal chest X-ray the patient's
+    # right is the image left) or `image`. Template captions (QaTa / MosMed) always name image sides. Record
+    # zone vectors are image space either way (left = columns [0, W/2)).
+    laterality: str = "image"
 
     def compute_hash(self) -> str:
         h = hashlib.sha256()
         for r in sorted(self.records, key=lambda r: r.id):
             h.update(f"{r.id}\0{r.split}\0{r.image_sha256}\0{r.mask_sha256}\0{r.caption}\n".encode())
+        if self.laterality != "image":  # the zones differ; datasets prepared before the field keep their hash
+            h.update(f"laterality={self.laterality}".encode())
         return h.hexdigest()
 
     def by_id(self) -> dict[str, Record]:

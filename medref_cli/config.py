@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -146,9 +148,61 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     if unknown:
         raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     obj = cls(**values)
+    check_fields(obj, where)
     if isinstance(obj, TrainConfig):
         obj.zoom = tuple(obj.zoom)  # type: ignore[assignment]
     return obj
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """`value` fits the field annotation `hint` (int, float, bool, str, `X | None`, list[X], tuple[X, ...]); an
+    int fits a float field, a bool fits no number field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and (origin is list or len(args) != 2 or args[1] is Ellipsis
+                                                     or len(value) == len(args)) \
+            and all(_type_ok(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+# Value ranges, checked with the types before any folder exists: (fields, test, what the test asks).
+RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
+    (("epochs", "batch_size", "batch_size_unlabeled", "patience", "val_every", "min_steps_per_epoch",
+      "steps_per_epoch", "val_max_images", "threads", "image_size", "in_channels", "max_tokens", "num_heads",
+      "head_channels", "proj_dim", "mix_block"), lambda v: v >= 1, ">= 1"),
+    (("warmup_epochs", "num_workers", "text_cache_size", "burn_in_epochs", "unsup_ramp_epochs", "ema_ramp_epochs",
+      "weight_decay", "unsup_weight", "itc_weight_labeled", "itc_weight_unlabeled"), lambda v: v >= 0, ">= 0"),
+    (("lr", "anneal_factor", "max_minutes", "itc_tau"), lambda v: v > 0, "> 0"),
+    (("zoom_prob", "hflip_prob", "pseudo_thresh", "pseudo_thresh_no_mix", "conf_thresh", "pos_aug_p", "mix_prob",
+      "mix_gate", "cutmix_prob", "ema_start", "ema_end"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+    (("encoder_widths", "encoder_depths"), lambda v: len(v) == 4 and min(v) >= 1, "4 values >= 1"),
+    (("zoom",), lambda v: len(v) == 2 and 0 < v[0] <= v[1], "(low, high) with 0 < low <= high"),
+)
+
+
+def check_fields(obj: Any, where: str) -> None:
+    """Every field of a config dataclass has its annotated type and lies in its range (`RANGES`); a wrong one is
+    a one-line error naming `where.field`, the value and what is expected."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise MedrefError(f"{where}.{f.name}: {value!r} is not {_type_name(hints[f.name])}")
+        for names, test, expected in RANGES:
+            if f.name in names and value is not None and not test(value):
+                raise MedrefError(f"{where}.{f.name}: {value!r} must be {expected}")
 
 
 def resolve(preset: str, overrides: dict[str, Any] | None = None, where: str = "config",
@@ -285,6 +339,7 @@ def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig
         raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}")
     _choice(values.get("name", MethodConfig.name), tuple(METHODS), "--method")
     cfg = MethodConfig(**{**values, **METHODS[values.get("name", MethodConfig.name)].fields})
+    check_fields(cfg, where)
     _choice(cfg.recipe, tuple(RECIPES), "--recipe")
     _choice(cfg.eval_model, ("student", "teacher"), "--eval-model")
     _choice(cfg.sup_loss, SUP_LOSSES, f"{where}.sup_loss")
@@ -333,7 +388,11 @@ class TrainRequest:
         return self.preset or DEFAULT_PRESET
 
 
+CONFIG_SECTIONS = ("model", "train", "method")
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (read with `yaml.safe_load`)."""
     import yaml
 
     if not path.is_file():
@@ -344,6 +403,18 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise MedrefError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A `--config` file: a mapping of the sections `model:`, `train:`, `method:`, each a mapping; another
+    section (a typo such as `trian:`) is refused, not ignored."""
+    data = load_yaml(path)
+    for key, value in data.items():
+        if key not in CONFIG_SECTIONS:
+            raise MedrefError(f"{path}: unknown section {key!r}; a config file holds {', '.join(CONFIG_SECTIONS)}")
+        if not isinstance(value, dict):
+            raise MedrefError(f"{path}: section {key!r} must be a mapping of fields, got {type(value).__name__}")
     return data
 
 
@@ -370,10 +441,15 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
     config = resolve(req.new_run_preset, req.overrides, "command-line options", layers)
     config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
-    model_config(copy.deepcopy(config["model"]), "model")  # refuse a bad config before any folder exists
-    train_config(copy.deepcopy(config["train"]), "train")
-    if req.stage == "semi-train":
-        method_config(dict(config.get("method", {}), name=req.method), "method")
+    try:  # refuse a bad config before any folder exists
+        model_config(copy.deepcopy(config["model"]), "model")
+        train_config(copy.deepcopy(config["train"]), "train")
+        if req.stage == "semi-train":
+            method_config(dict(config.get("method", {}), name=req.method), "method")
+    except MedrefError as exc:
+        if req.config_file is None:
+            raise
+        raise MedrefError(f"{req.config_file} (or an option): {exc}") from None
     return config
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,34 @@ from PIL import Image, UnidentifiedImageError
 from medref_cli.errors import MedrefError
 
 
+# The largest image any reader decodes: 8192 x 8192 (a 4k x 5k mammogram or a 3k x 3k chest film fits). A
+# 12000^2 PNG of 140 KB otherwise decodes to gigabytes; checked from the header, before the pixels are read.
+MAX_PIXELS = 8192 * 8192
+
+
+def check_pixels(path: Path, height: int, width: int) -> None:
+    """Refuse an image of more than `MAX_PIXELS` pixels, naming the file (a MedrefError, so `prepare
+    --skip-invalid` skips it)."""
+    if height * width > MAX_PIXELS:
+        raise MedrefError(f"{path}: image of {width}x{height} pixels is larger than the {MAX_PIXELS:,}-pixel "
+                          "limit (8192x8192); downscale it first")
+
+
 def _open(path: Path) -> Image.Image:
     try:
         if path.stat().st_size == 0:
             raise MedrefError(f"{path}: empty file")
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+        check_pixels(path, img.height, img.width)
         img.load()
         return img
     except MedrefError:
         raise
+    except Image.DecompressionBombError:  # PIL's own limit (about 179 M pixels), met while reading the header
+        raise MedrefError(f"{path}: image larger than the {MAX_PIXELS:,}-pixel limit (8192x8192); downscale it "
+                          "first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MedrefError(f"{path}: unreadable or corrupt image ({exc.__class__.__name__})") from None
 

@@ -1,8 +1,10 @@
 """Zone vectors from free-text radiology reports ("right lower lobe opacity", "bibasilar atelectasis", "no
 consolidation in the left lung"), for datasets whose reports are not in the QaTa/MosMed template.
 
-Zone order as in `zones.py`: `[L-upper, L-middle, L-lower, R-upper, R-middle, R-lower]`; "left" is the side the
-report names (QaTa's labels put it on the image-left half; see `zone_masks.py`).
+Zone order as in `zones.py`: `[L-upper, L-middle, L-lower, R-upper, R-middle, R-lower]`. `parse_report` returns
+the sides the report names; `caption_zones` turns them into image space (left = the image-left half, see
+`zone_masks.py`) under the dataset's laterality: radiology reports name the PATIENT's side, and on a frontal chest
+X-ray the patient's right lies on the image left.
 
 Anatomy -> zones (one table, used by the parser):
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import re
 
-from medref_cli.zones import Zones, has_position, parse_zones
+from medref_cli.zones import Zones, flip_zones, has_position, parse_zones
 
 LEVEL_INDEX = {"upper": 0, "middle": 1, "lower": 2}
 LOBES = {  # abbreviation -> (side, levels)
@@ -211,13 +213,25 @@ def mentions_position(sentence: str) -> bool:
 TEMPLATE = re.compile(r"^\s*(unilateral|bilateral|no)\s+pulmonary\s+infection", re.IGNORECASE)
 
 
-def caption_zones(caption: str) -> tuple[list[int], bool, str]:
-    """(zones, known, note): the QaTa / MosMed template grammar when the caption follows it, else the caption is
-    read as a free-text radiology report (`parse_report`); a report that names no position has unknown zones."""
+LATERALITIES = ("patient", "image")
+
+
+def caption_zones(caption: str, laterality: str = "image") -> tuple[list[int], bool, str]:
+    """(zones, known, note): the image-space zone vector of a caption (left = the image-left half).
+
+    The QaTa / MosMed template grammar when the caption follows it (its "left" is the image left, as the LViT
+    labels show, whatever `laterality` says); else the caption is read as a free-text radiology report
+    (`parse_report`), whose sides are the `laterality` ones: `patient` (radiology convention: on a frontal chest
+    X-ray the patient's right is the image LEFT, so "right lower lobe" is the image-left lower zone) or `image`.
+    A report that names no position has unknown zones."""
+    if laterality not in LATERALITIES:
+        raise ValueError(f"laterality {laterality!r}: choose one of {', '.join(LATERALITIES)}")
     if TEMPLATE.match(caption):
         return list(parse_zones(caption)), True, "" if has_position(caption) else \
             "caption names no zone: zone vector all zeros"
     from_report = parse_report(caption)
     if from_report is None:
         return [0] * 6, False, "caption names no zone: zones unknown (a free-text report without a position)"
+    if laterality == "patient":
+        return list(flip_zones(from_report)), True, "zones read from report phrasing (patient's sides: mirrored)"
     return list(from_report), True, "zones read from report phrasing"

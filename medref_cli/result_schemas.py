@@ -42,6 +42,8 @@ class EvalSummary:
     text_ablation: dict[str, Any] | None = None  # shuffled / empty protocols and the global-Dice gaps
     side_gate: bool = False
     threshold: float = 0.5
+    checkpoint_epoch: int | None = None  # the epoch whose weights were scored
+    run_in_progress: bool = False  # the run was still training: a later evaluation may score other weights
     protocol_notes: dict[str, str] = field(default_factory=lambda: dict(PROTOCOL_NOTES))
     schema_version: int = EVAL_SCHEMA
 

@@ -68,10 +68,16 @@ def split_path(ws: Workspace, dataset: str, ratio: Ratio, seed: int) -> Path:
 
 def make_split(manifest: DatasetManifest, ratio: Ratio, seed: int,
                val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION) -> SplitSpec:
-    """Pure: the split for a manifest. Same inputs -> same lists."""
+    """Pure: the split for a manifest. Same inputs -> same lists. Val and test hold only images with a mask
+    (carved from the masked train images; a val/test image without one is left out)."""
+    where = f"dataset {manifest.name!r}"
     by_split: dict[str, list[str]] = {}
+    has_mask = {r.id for r in manifest.records if r.mask is not None}
     for r in sorted(manifest.records, key=lambda r: r.id):
-        by_split.setdefault(r.split if r.split in ("train", "val", "test") else "train", []).append(r.id)
+        part = r.split if r.split in ("train", "val", "test") else "train"
+        if part != "train" and r.id not in has_mask:
+            part = "held-out without mask"  # nothing to score against: in no part of the split
+        by_split.setdefault(part, []).append(r.id)
     rng = random.Random(seed)
     pool = by_split.get("train", [])
     rule = []
@@ -82,17 +88,18 @@ def make_split(manifest: DatasetManifest, ratio: Ratio, seed: int,
             val = by_split["val"]
             rule.append("val = original val split")
         else:
-            pool, val = _carve(pool, val_fraction, random.Random(seed + 1))
+            pool, val = _carve(pool, val_fraction, random.Random(seed + 1), has_mask, where)
             rule.append(f"val = {val_fraction:g} of train carved")
     elif by_split.get("val"):
         test = by_split["val"]
-        pool, val = _carve(pool, val_fraction, random.Random(seed + 1))
+        pool, val = _carve(pool, val_fraction, random.Random(seed + 1), has_mask, where)
         rule.append(f"test = original val split (no test split); val = {val_fraction:g} of train carved")
     else:
-        pool, test = _carve(pool, test_fraction, random.Random(seed + 2))
-        pool, val = _carve(pool, val_fraction, random.Random(seed + 1))
+        pool, test = _carve(pool, test_fraction, random.Random(seed + 2), has_mask, where)
+        pool, val = _carve(pool, val_fraction, random.Random(seed + 1), has_mask, where)
         rule.append(f"test = {test_fraction:g} and val = {val_fraction:g} of train carved")
-    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    if by_split.get("held-out without mask"):
+        rule.append(f"{len(by_split['held-out without mask'])} val/test images without a mask left out")
     maskable = [i for i in pool if i in has_mask]
     if not maskable:
         raise MedrefError(f"dataset {manifest.name!r}: no training image has a mask")
@@ -109,13 +116,21 @@ def make_split(manifest: DatasetManifest, ratio: Ratio, seed: int,
     )
 
 
-def _carve(ids: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
+def _carve(ids: list[str], fraction: float, rng: random.Random, has_mask: set[str] | None = None,
+           what: str = "") -> tuple[list[str], list[str]]:
+    """(rest, carved): `fraction` of `ids` drawn with `rng`. With `has_mask`, only images with a mask are drawn
+    (val and test are scored against masks; an unlabelled image stays in the rest), and none is an error."""
     if not 0.0 < fraction < 1.0:
         raise MedrefError(f"carve fraction {fraction} must be in (0, 1)")
-    order = ids[:]
+    eligible = ids if has_mask is None else [i for i in ids if i in has_mask]
+    order = eligible[:]
     rng.shuffle(order)
     n = max(1, round(fraction * len(order))) if len(order) > 1 else 0
-    return sorted(order[n:]), sorted(order[:n])
+    if has_mask is not None and ids and not eligible:
+        raise MedrefError(f"{what}: no training image left has a mask, none can be set aside for "
+                          "validation or test (scored against masks); add masks or give val/test rows in the table's split column")
+    carved = set(order[:n])
+    return sorted(i for i in ids if i not in carved), sorted(carved)
 
 
 def ensure(ws: Workspace, dataset: str, labeled: str, seed: int) -> tuple[SplitSpec, Path, bool]:
@@ -133,6 +148,21 @@ def ensure(ws: Workspace, dataset: str, labeled: str, seed: int) -> tuple[SplitS
     spec = make_split(manifest, ratio, seed)
     spec.save(path)
     return spec, path, True
+
+
+def check_trainable(spec: SplitSpec, manifest: DatasetManifest, source: Path) -> None:
+    """A split a training run can use: labelled and val images all have masks, and val is not empty (a split
+    file written before val/test were limited to masked images, or edited by hand, is refused here rather than
+    at the first validation)."""
+    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    for part in ("train_labeled", "val"):
+        missing = [i for i in getattr(spec, part) if i not in has_mask]
+        if missing:
+            raise MedrefError(f"{source}: {len(missing)} {part} image(s) have no mask (e.g. {missing[0]!r}); "
+                              "re-run `medref split --overwrite`")
+    if not spec.val:
+        raise MedrefError(f"{source}: the val part is empty; training selects its model on val: give images with "
+                          "masks a val split or add masks to more training images")
 
 
 def read_id_file(path: Path) -> list[str]:
@@ -201,13 +231,14 @@ def import_split(manifest: DatasetManifest, ratio: Ratio, seed: int, labeled_fil
         clash = sorted((set(unlabeled) & set(labeled)) | (set(unlabeled) & test))
         if clash:
             raise MedrefError(f"{unlabeled_file}: id {clash[0]!r} is also labelled or in the test split")
-        val = [i for i in rest if i not in set(unlabeled)]
-        rule = "labelled and unlabelled from files; val = train images neither file names"
+        val = [i for i in rest if i not in set(unlabeled) and i in has_mask]
+        unlabeled = sorted(set(unlabeled) | {i for i in rest if i not in has_mask})
+        rule = "labelled and unlabelled from files; val = train images with a mask neither file names"
         if not val:
-            unlabeled, val = _carve(unlabeled, val_fraction, random.Random(seed + 1))
+            unlabeled, val = _carve(unlabeled, val_fraction, random.Random(seed + 1), has_mask, str(unlabeled_file))
             rule = f"labelled and unlabelled from files; val = {val_fraction:g} of the unlabelled carved"
     else:
-        unlabeled, val = _carve(rest, val_fraction, random.Random(seed + 1))
+        unlabeled, val = _carve(rest, val_fraction, random.Random(seed + 1), has_mask, str(labeled_file))
         rule = f"labelled from a file; val = {val_fraction:g} of the other train images carved"
     pool = len([i for i in train if i in has_mask and i not in set(val)])
     return SplitSpec(

@@ -11,6 +11,7 @@ Layout of a workspace::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -77,19 +78,35 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
+def umask_mode(base: int) -> int:
+    """`base` (0o666 for files, 0o777 for folders) less the process umask: the mode `open`/`mkdir` would give.
+    Temp files and folders are created 0600 / 0700; artifacts get this mode so colleagues on a shared server
+    read them as they read anything else the user writes."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return base & ~current
+
+
+def temp_prefix(final: Path) -> str:
+    """`.<name>.<pid>.`: the prefix of this process's temp files and folders beside `final`, so a cleaner can
+    tell a live writer's temp (kept) from a killed one's (removed)."""
+    return f".{final.name}.{os.getpid()}."
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        raise _named(exc, path) from None
 
 
 def read_json(path: Path, produced_by: str) -> Any:
@@ -112,26 +129,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_holder(folder: Path) -> int | None:
+    """The pid of the live process (other than this one) holding `<folder>/.lock`, else None."""
+    try:
+        pid = int((folder / ".lock").read_text().strip() or "0")
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid != os.getpid() and _pid_alive(pid) else None
+
+
 def check_unlocked(folder: Path) -> None:
     """Refuse to touch a folder whose lock is held by a live process."""
-    lock = folder / ".lock"
-    try:
-        pid = int(lock.read_text().strip() or "0")
-    except (OSError, ValueError):
-        return
-    if pid and pid != os.getpid() and _pid_alive(pid):
-        raise MedrefError(f"{folder}: in use by process {pid} (lock {lock}); wait for it or stop it")
+    pid = lock_holder(folder)
+    if pid is not None:
+        raise MedrefError(f"{folder}: in use by process {pid} (lock {folder / '.lock'}); wait for it or stop it")
 
 
-@contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Exclusive `<folder>/.lock` holding the writer's pid; a second live writer is refused, a stale lock
-    (its process is gone, e.g. after SIGKILL) is taken over."""
+def acquire_lock(folder: Path) -> None:
+    """Write `<folder>/.lock` holding this process's pid, atomically (O_EXCL): a lock held by another live
+    process is refused, a stale one (its process is gone, e.g. after SIGKILL) or this process's own is taken
+    over. The folder must exist."""
     lock = folder / ".lock"
-    folder.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+    for _ in range(3):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             try:
                 pid = int(lock.read_text().strip() or "0")
@@ -144,20 +165,43 @@ def run_lock(folder: Path) -> Iterator[None]:
             continue
         with os.fdopen(fd, "w") as fh:
             fh.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
+        return
+    raise MedrefError(f"{folder}: could not take the lock {lock}; another process keeps taking it")
+
+
+def release_lock(folder: Path) -> None:
+    """Remove `<folder>/.lock` if this process holds it."""
+    lock = folder / ".lock"
+    with contextlib.suppress(OSError, ValueError):
+        if int(lock.read_text().strip() or "0") == os.getpid():
             lock.unlink()
 
 
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold `<folder>/.lock` (see `acquire_lock`) for the block; a lock this process took earlier (run setup)
+    is kept and released at the end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    acquire_lock(folder)
+    try:
+        yield
+    finally:
+        release_lock(folder)
+
+
 def remove_stale_temps(final: Path) -> None:
-    """Temp folders of `final` left by a killed writer (`.<name>.*.tmp` / `.old`)."""
+    """Temp folders of `final` left by a killed writer (`.<name>.<pid>.*.tmp` / `.old` whose process is gone;
+    a live writer's temp folder is left alone)."""
     if final.parent.is_dir():
         for p in final.parent.glob(f".{final.name}.*"):
-            if p.is_dir() and p.name.endswith((".tmp", ".old")):
+            if p.is_dir() and p.name.endswith((".tmp", ".old")) and not _writer_alive(p.name, final.name):
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def _writer_alive(temp_name: str, final_name: str) -> bool:
+    """The pid in a temp name (`.<final>.<pid>.<random>.tmp`) is a live process other than this one."""
+    pid = temp_name[len(final_name) + 2 :].split(".", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
 
 
 @contextlib.contextmanager
@@ -171,16 +215,33 @@ def staged_dir(final: Path, overwrite: bool) -> Iterator[Path]:
         raise MedrefError(f"{final}: already exists; pass --overwrite to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, umask_mode(0o777))  # mkdtemp made it 0700; what is inside was made with the umask
+        if final.exists() and not overwrite:  # another writer finished first: keep its result
+            raise MedrefError(f"{final}: written by another process meanwhile; pass --overwrite to replace it")
         if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            trash = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".old", dir=final.parent))
             os.replace(final, trash / final.name)
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
         else:
-            os.replace(tmp, final)
-    except BaseException:
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:  # a folder appeared under the name since the check: another writer's
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise MedrefError(f"{final}: written by another process meanwhile; pass --overwrite to replace it") \
+                    from None
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise _named(exc, final) from None
+
+
+def _named(exc: BaseException, path: Path) -> BaseException:
+    """A file-system error that names no file (a failed write on a full disk) gets the artifact's path."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror, str(path))
+    return exc
+

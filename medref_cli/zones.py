@@ -8,6 +8,7 @@ vertical word, or with `all`, sets all three zones of that side; `No pulmonary i
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 ZONE_NAMES: tuple[str, ...] = ("L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower")
@@ -117,7 +118,11 @@ def flip_caption(caption: str) -> str:
 
 
 def normalise_caption(caption: str) -> str:
-    """Whitespace collapsed, a doubled final `..` reduced to `.`; wording otherwise untouched."""
-    text = " ".join(str(caption).split())
-    text = re.sub(r"\.{2,}$", ".", text)
-    return text
+    """One line of text: control characters (line breaks, tabs, NUL, ...) become spaces and invisible format
+    characters (zero-width space, BOM, ...) are dropped, whitespace runs collapse to one space, and a doubled
+    final `..` is reduced to `.`; wording otherwise untouched. A report split over lines ("left\\nlower")
+    keeps its words apart ("left lower")."""
+    chars = (" " if unicodedata.category(c) == "Cc" else "" if unicodedata.category(c)[0] == "C" else c
+             for c in str(caption))
+    text = " ".join("".join(chars).split())
+    return re.sub(r"\.{2,}$", ".", text)

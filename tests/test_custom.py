@@ -41,12 +41,14 @@ def test_prepare_custom_every_format_and_report_zones(cli, workdir, tmp_path):
     manifest = json.loads((workdir / "datasets" / "cases" / "dataset.json").read_text())
     recs = {r["id"]: r for r in manifest["records"]}
     assert set(recs) == {"a", "b16", "c", "d", "e", "f"} and manifest["kind"] == "custom"
-    assert recs["a"]["zones"] == [0, 0, 1, 0, 0, 0] and recs["a"]["zones_known"]  # the QaTa template
-    assert recs["b16"]["zones"] == [0, 0, 0, 0, 0, 1]  # radiology phrasing
+    assert manifest["laterality"] == "patient"  # the default for free-text reports
+    assert recs["a"]["zones"] == [0, 0, 1, 0, 0, 0] and recs["a"]["zones_known"]  # the QaTa template: image sides
+    # radiology phrasing names the patient's side, which is the image's other side on a frontal film
+    assert recs["b16"]["zones"] == [0, 0, 1, 0, 0, 0]  # right lower lobe -> image-left lower zone
     assert recs["c"]["zones"] == [0, 0, 1, 0, 0, 1] and recs["c"]["split"] == "val"
     assert recs["d"]["zones_known"] is False and recs["d"]["split"] == "test"  # no position: unknown
-    assert recs["e"]["zones"] == [0, 0, 0, 1, 0, 0] and recs["e"]["split"] == "train"  # negated left dropped
-    assert recs["f"]["zones"] == [1, 1, 0, 0, 0, 0] and recs["f"]["mask"] and not recs["b16"]["mask"]
+    assert recs["e"]["zones"] == [1, 0, 0, 0, 0, 0] and recs["e"]["split"] == "train"  # negated left dropped; RUL
+    assert recs["f"]["zones"] == [0, 0, 0, 1, 1, 0] and recs["f"]["mask"] and not recs["b16"]["mask"]
     ds = workdir / "datasets" / "cases"
     e = np.asarray(Image.open(ds / recs["e"]["image"]))
     a = np.asarray(Image.open(ds / recs["a"]["image"]))
@@ -56,6 +58,20 @@ def test_prepare_custom_every_format_and_report_zones(cli, workdir, tmp_path):
     assert (f > 0).sum() == (mask_array(2, 32) > 0).sum()  # the NIfTI label map, in display orientation
     report = json.loads((ds / "prepare_report.json").read_text())
     assert any("unknown" in f["fix"] for f in report["fixed"])
+
+
+def test_prepare_custom_laterality_image_keeps_the_words_sides(cli, workdir, tmp_path):
+    table = _dataset(tmp_path / "raw")
+    res = cli("prepare", "custom", "--table", table, "--laterality", "image")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((workdir / "datasets" / "cases" / "dataset.json").read_text())
+    recs = {r["id"]: r for r in manifest["records"]}
+    assert manifest["laterality"] == "image"
+    assert recs["a"]["zones"] == [0, 0, 1, 0, 0, 0]  # the template is image sides under either convention
+    assert recs["b16"]["zones"] == [0, 0, 0, 0, 0, 1] and recs["e"]["zones"] == [0, 0, 0, 1, 0, 0]
+    assert recs["f"]["zones"] == [1, 1, 0, 0, 0, 0]
+    res = cli("prepare", "custom", "--table", table, "--name", "x", "--laterality", "radiological")
+    assert res.exit_code == 2 and "--laterality 'radiological'" in res.output
 
 
 @pytest.mark.parametrize(("edit", "message"), [

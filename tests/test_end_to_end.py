@@ -227,7 +227,7 @@ def test_batch_predict_folder_and_table(trained, cli, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
     assert len(rows) == 5 and {r["id"] for r in rows} >= {"scan", "slice"}
     for r in rows:
-        assert 0 <= float(r["lesion_fraction_L-lower"]) <= 1 and 0 <= float(r["mean_probability"]) <= 1
+        assert 0 <= float(r["lesion_fraction_image-left-lower"]) <= 1 and 0 <= float(r["mean_probability"]) <= 1
     assert len(list((tmp_path / "out" / "masks").glob("*.png"))) == 5
     assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 2
     res = cli("predict", "learn", "--input", folder, "--text", CAPTION, "--out", tmp_path / "out", "--workdir", ws.root)

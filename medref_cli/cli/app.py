@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -13,6 +14,15 @@ from medref_cli.cli import evaluate, prepare, semi, split, table1, train
 from medref_cli.errors import MedrefError
 
 
+def os_error_line(exc: OSError) -> str:
+    """`<path>: <reason>` of a file-system error (permission denied, no space left, read-only file system)."""
+    path = exc.filename if exc.filename is not None else "?"
+    reason = exc.strerror or exc.__class__.__name__
+    hint = {errno.ENOSPC: "; free some space and re-run", errno.EROFS: "; choose a writable --workdir / --out",
+            errno.EACCES: "; choose a writable --workdir / --out"}.get(exc.errno or 0, "")
+    return f"{path}: {reason}{hint}"
+
+
 class MedrefGroup(TyperGroup):
     """Turns a `MedrefError` from any sub-command into `error: <message>` on stderr and its exit code."""
 
@@ -22,6 +32,9 @@ class MedrefGroup(TyperGroup):
         except MedrefError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a read-only folder, a full disk, a path that is a file: the stage wrote nothing
+            typer.echo(f"error: {os_error_line(exc)}", err=True)  # under its real name (temp name, then rename)
+            raise typer.Exit(MedrefError.exit_code) from None
 
 
 app = typer.Typer(

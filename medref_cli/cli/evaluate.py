@@ -24,6 +24,7 @@ def evaluate(
         "--side-gate", help="Text-consistent output: nothing in the image half a one-lung report does not name.")]
     = False,
     device: Device = "auto",
+    overwrite: Overwrite = False,
     no_progress: NoProgress = False,
     workdir: Workdir = None,
 ) -> None:
@@ -34,7 +35,8 @@ def evaluate(
     from medref_cli.workspace import Workspace
 
     cfg = EvaluateConfig(run, split, checkpoint, overlays=overlays, ablation=ablation, device=device,
-                         progress=progress_enabled(not no_progress), side_gate=side_gate)
+                         progress=progress_enabled(not no_progress), side_gate=side_gate,
+                         overwrite=overwrite)
     s, out = stage(cfg, Workspace.resolve(workdir))
     g, p = s.protocols["global"], s.protocols["per_image"]
     line = (f"{s.run} on {s.split} ({s.n_images} images): global Dice {g['dice']:.4f} IoU {g['iou']:.4f}; "
@@ -82,5 +84,5 @@ def predict(
         return
     if text is None:
         raise MedrefError("--text: give the positional report of the image")
-    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device), ws)  # type: ignore[arg-type]
+    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device, overwrite), ws)  # type: ignore[arg-type]
     typer.echo("wrote " + ", ".join(str(p) for p in written))

@@ -20,13 +20,14 @@ SkipInvalid = Annotated[
 
 
 def _prepare(kind: str, raw: Path | None, name: str | None, size: int | None, overwrite: bool,
-             skip_invalid: bool, no_progress: bool, workdir: Path | None) -> None:
+             skip_invalid: bool, no_progress: bool, workdir: Path | None, laterality: str | None = None) -> None:
     from medref_cli.progress import progress_enabled
     from medref_cli.stages.prepare import PrepareConfig, run
     from medref_cli.workspace import Workspace
 
     ws = Workspace.resolve(workdir)
-    cfg = PrepareConfig(kind, raw, name, size, overwrite, skip_invalid, progress_enabled(not no_progress))
+    cfg = PrepareConfig(kind, raw, name, size, overwrite, skip_invalid, progress_enabled(not no_progress),
+                        laterality)
     manifest = run(cfg, ws)
     _report(manifest, ws)
 
@@ -62,12 +63,16 @@ def custom(
     table: Annotated[Path, typer.Option("--table", help="csv / tsv / xlsx: image, text[, mask][, split] columns; "
                                         "paths relative to the table.")],
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the table's file stem).")] = None,
+    laterality: Annotated[str, typer.Option(
+        "--laterality", help="Sides in free-text reports: patient (radiology convention: the patient's right is "
+        "the image LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are image sides.")]
+    = "patient",
     size: Size = None, overwrite: Overwrite = False, skip_invalid: SkipInvalid = False,
     no_progress: NoProgress = False, workdir: Workdir = None,
 ) -> None:
     """Your own images (PNG, JPEG, TIFF, 16-bit PNG, DICOM, 2-D NIfTI) and reports from one table."""
     stem = table.name.split(".")[0]
-    _prepare("custom", table, name or stem, size, overwrite, skip_invalid, no_progress, workdir)
+    _prepare("custom", table, name or stem, size, overwrite, skip_invalid, no_progress, workdir, laterality)
 
 
 @app.command("sample")

@@ -8,11 +8,11 @@ Images: PNG, JPEG, TIFF (16-bit too), DICOM, 2-D NIfTI; masks: PNG/TIFF or 2-D N
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from medref_cli.errors import MedrefError
 from medref_cli.importers.layouts import SPLIT_ALIASES, RawRecord, RawScan
-from medref_cli.importers.tables import CaptionRow, image_key, read_grid
+from medref_cli.importers.tables import CaptionRow, image_key, path_in_folder, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
 
@@ -23,16 +23,6 @@ def read_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
     header = [h.strip().lower() for h in grid[0][1]]
     return [(k, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h})
             for k, row in grid[1:] if any(c.strip() for c in row)]
-
-
-def _inside(table: Path, name: str, row: int, what: str) -> Path:
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or ".." in parts:
-        raise MedrefError(f"{table}: row {row}: {what} path {name!r} leaves the table's folder")
-    path = table.parent / name
-    if not path.is_file():
-        raise MedrefError(f"{table}: row {row}: {what} {name!r} not found")
-    return path
 
 
 def scan_table(table: Path) -> RawScan:
@@ -52,8 +42,8 @@ def scan_table(table: Path) -> RawScan:
     for k, row in rows:
         if not row.get("image"):
             raise MedrefError(f"{table}: row {k}: empty image name")
-        image = _inside(table, row["image"], k, "image")
-        mask = _inside(table, row["mask"], k, "mask") if row.get("mask") else None
+        image = path_in_folder(table, row["image"], k, "image")
+        mask = path_in_folder(table, row["mask"], k, "mask") if row.get("mask") else None
         split = SPLIT_ALIASES.get((row.get("split") or "train").lower())
         if split is None:
             raise MedrefError(f"{table}: row {k}: split {row['split']!r} is not train, val or test")

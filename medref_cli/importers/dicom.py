@@ -41,8 +41,11 @@ def load_dicom(path: Path, fixes: list[str] | None = None) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     fixes = fixes if fixes is not None else []
+    from medref_cli.imaging import check_pixels
+
     try:
         ds = pydicom.dcmread(path)
+        check_pixels(path, int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
         arr = ds.pixel_array
     except (InvalidDicomError, OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
         raise MedrefError(f"{path}: unreadable DICOM ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") \

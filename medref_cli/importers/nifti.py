@@ -21,9 +21,17 @@ LUNG_WINDOW = (-1350.0, 150.0)
 def load_volume(path: Path) -> np.ndarray:
     import nibabel as nib
 
+    from medref_cli.imaging import check_pixels
+
     try:
-        return np.asarray(nib.load(str(path)).dataobj)
+        img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for broken files
+        raise MedrefError(f"{path}: unreadable NIfTI volume ({exc.__class__.__name__})") from None
+    shape = tuple(img.shape) + (1, 1)
+    check_pixels(path, int(shape[1]), int(shape[0]))  # one slice, before any voxel is read
+    try:
+        return np.asarray(img.dataobj)
+    except Exception as exc:
         raise MedrefError(f"{path}: unreadable NIfTI volume ({exc.__class__.__name__})") from None
 
 

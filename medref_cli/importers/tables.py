@@ -7,6 +7,7 @@ Every reader yields `CaptionRow`s keyed by `image_key(name)`, so that `mask_covi
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,21 @@ def _check_name(table: Path, name: str, row: int) -> None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or ".." in parts:
         raise MedrefError(f"{table}: row {row}: image path {name!r} escapes the raw root")
+
+
+def path_in_folder(table: Path, name: str, row: int, what: str) -> Path:
+    """The file `name` (relative to the table's folder) of a table row, which must exist and, with every link
+    resolved, stay inside that folder: an absolute path, `..` or a symbolic link leading out is refused."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts:
+        raise MedrefError(f"{table}: row {row}: {what} path {name!r} leaves the table's folder")
+    root = table.parent.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise MedrefError(f"{table}: row {row}: {what} {name!r} is a link to {path}, outside the table's folder")
+    if not path.is_file():
+        raise MedrefError(f"{table}: row {row}: {what} {name!r} not found")
+    return path
 
 
 def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, list[str]]]) -> list[CaptionRow]:
@@ -86,7 +102,10 @@ def read_grid(table: Path) -> list[tuple[int, list[str]]]:
         first = text.splitlines()[0] if text else ""
         delimiter = "\t" if table.suffix.lower() == ".tsv" or "\t" in first else \
             ";" if first.count(";") > first.count(",") else ","
-        grid = list(csv.reader(text.splitlines(), delimiter=delimiter))
+        try:  # from a stream, not split lines: a quoted cell may span lines ("left\nlower" stays two words)
+            grid = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        except csv.Error as exc:
+            raise MedrefError(f"{table}: not a readable table ({exc})") from None
     if not grid:
         raise MedrefError(f"{table}: empty table")
     return list(enumerate(grid, start=1))

@@ -25,7 +25,7 @@ from medref_cli.config import METHODS, MethodConfig
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
-from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, t_patchmix
+from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, random_cutmix, t_patchmix
 from medref_cli.training.loop import Method, RunContext
 from medref_cli.zone_masks import side_mask
 
@@ -145,7 +145,8 @@ class TeacherStudent(Method):
         perm = torch.randperm(img.shape[0], generator=self.gen).to(img.device)
         stats: dict[str, float] = {}
         if c.t_patchmix:
-            mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, known.tolist())
+            usable = known.cpu() & phrases_agree(texts, zones.cpu())
+            mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, usable.tolist())
             stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
             img, prob, zones, texts = mix.image, mix.prob, mixed_zones(zones, texts, perm, mix.box_mask), mix.texts
         if c.cutmix:

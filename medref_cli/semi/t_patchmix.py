@@ -40,6 +40,18 @@ def first_phrase(text: str) -> ZonePhrase | None:
     return phrases[0] if phrases else None
 
 
+def phrases_agree(texts: list[str], zones: torch.Tensor) -> torch.Tensor:
+    """`(B,)` bool: the first zone phrase of each text (if any) names only zones of its record's vector `(B, 6)`.
+    A free-text report under the patient's laterality (its "right lung" is the image-left half) disagrees, so
+    T-PatchMix does not place a block on the side its words would mean in the image."""
+    out = torch.ones(len(texts), dtype=torch.bool)
+    for i, text in enumerate(texts):
+        phrase = first_phrase(text)
+        if phrase is not None:
+            out[i] = bool(all(int(z) <= int(v) for z, v in zip(phrase.zones, zones[i].tolist(), strict=True)))
+    return out
+
+
 def place_block(phrase: ZonePhrase, h: int, w: int, block: int, gen: torch.Generator) -> tuple[int, int]:
     """Top-left (row, col) of a `block` square lying inside one of the phrase's zones, uniform over the
     union (the zones of one side have equal area up to rounding, so a uniform zone then a uniform position)."""

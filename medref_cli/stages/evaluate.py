@@ -48,6 +48,7 @@ class EvaluateConfig:
     device: str = "auto"
     progress: bool = False
     side_gate: bool = False  # zero the probability in the image half a one-lung report does not name
+    overwrite: bool = False  # replace an existing eval-<split>/ folder
 
 
 def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 - SplitSpec
@@ -80,14 +81,16 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     from medref_cli.training.trained_run import open_run
 
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
+    if out_dir.exists() and not cfg.overwrite:
+        raise MedrefError(f"{out_dir}: already exists; pass --overwrite to replace it")
     ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
     data = [d for d in items(tr.manifest, tr.folder, ids) if "label" in d]
     if not data:
         raise MedrefError(f"{tr.path}: no {cfg.split} image has a mask to evaluate against")
     scores = _score(cfg, tr, data, caption_variants([d["text"] for d in data], cfg.ablation))
     summary = _summarize(cfg, tr, data, scores)
-    out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
-    with staged_dir(out_dir, overwrite=True) as tmp:
+    with staged_dir(out_dir, cfg.overwrite) as tmp:
         summary.save(tmp / "summary.json")
         _write_per_case(tmp / "per_case.csv", data, scores, cfg.ablation)
         _write_overlays(tmp / "overlays", tr, data, scores)
@@ -124,7 +127,7 @@ def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[s
         for name, texts in variants.items():
             probs = predict_probs(tr.model, tr.text, batch["image"], texts[pos : pos + n], tr.device)
             if cfg.side_gate:
-                zones = torch.tensor([caption_zones(t)[0] for t in texts[pos : pos + n]])
+                zones = torch.tensor([caption_zones(t, tr.manifest.laterality)[0] for t in texts[pos : pos + n]])
                 probs = probs * side_mask(zones, *probs.shape[-2:])
             for i, truth in enumerate(truths):
                 pred = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear",
@@ -152,6 +155,7 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> Ev
     summary = EvalSummary(
         run=tr.path.name, split=cfg.split, checkpoint=cfg.checkpoint, n_images=len(data),
         model_image_size=tr.model.cfg.image_size, eval_model=tr.info.eval_model, side_gate=cfg.side_gate,
+        checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
         per_laterality={g: {"n": len(idx), **summarize(normal[idx])} for g, idx in sorted(groups.items())},

@@ -6,6 +6,7 @@ input's affine and header; a 3-D volume is segmented slice by slice (axial, same
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
 from medref_cli.workspace import Workspace, write_bytes_atomic
+from medref_cli.zones import normalise_caption
 
 
 @dataclass
@@ -27,6 +29,25 @@ class PredictConfig:
     checkpoint: str = "best"
     threshold: float = 0.5
     device: str = "auto"
+    overwrite: bool = False  # replace an existing --out / overlay (never the input image)
+
+    @property
+    def overlay(self) -> Path:
+        return self.out.with_name(f"{self.out.name.split('.')[0]}_overlay.png")
+
+
+def check_outputs(inputs: list[Path], outputs: list[Path], overwrite: bool) -> None:
+    """Refuse an output that is an input file or folder, or holds one (even with --overwrite), and an existing
+    output without --overwrite; paths compared after resolving links."""
+    real_inputs = [p.resolve() for p in inputs]
+    for out in outputs:
+        real = out.resolve()
+        for src in real_inputs:
+            if real == src or src.is_relative_to(real):
+                raise MedrefError(f"{out}: is or holds the input {src}; choose another --out (the input is never "
+                                  "overwritten)")
+        if out.exists() and not overwrite:
+            raise MedrefError(f"{out}: already exists; pass --overwrite to replace it")
 
 
 def is_nifti(path: Path) -> bool:
@@ -61,11 +82,13 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
     from medref_cli.overlays import panel
     from medref_cli.training.trained_run import open_run
 
-    if not cfg.text.strip():
+    cfg = dataclasses.replace(cfg, text=normalise_caption(cfg.text))
+    if not cfg.text:
         raise MedrefError("--text: empty report; give the positional report, e.g. 'Unilateral pulmonary infection, "
                           "one infected area, lower left lung.'")
     if not cfg.image.is_file():
         raise MedrefError(f"{cfg.image}: image not found")
+    check_outputs([cfg.image], [cfg.out, cfg.overlay], cfg.overwrite)
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
     model, text, device = tr.model, tr.text, tr.device
     written = []
@@ -74,11 +97,8 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
 
         if not is_nifti(cfg.out):
             raise MedrefError(f"{cfg.out}: a NIfTI input needs a .nii or .nii.gz --out")
-        try:
-            img = nib.load(str(cfg.image))
-            vol = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as exc:  # nibabel raises several types
-            raise MedrefError(f"{cfg.image}: unreadable NIfTI ({exc.__class__.__name__})") from None
+        vol = nifti.load_volume(cfg.image).astype(np.float32)  # one-line errors; slice size capped
+        img = nib.load(str(cfg.image))
         squeeze2d = vol.ndim == 2
         vol3 = vol[..., None] if squeeze2d else vol
         if vol3.ndim != 3:
@@ -100,12 +120,10 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         mask2d = segment(model, text, image2d, cfg.text, device, cfg.threshold)
         write_bytes_atomic(cfg.out, png_bytes(mask2d * np.uint8(255)))
         written.append(cfg.out)
-    stem = cfg.out.name.split(".")[0]
-    overlay = cfg.out.with_name(f"{stem}_overlay.png")
     buf = io.BytesIO()
     panel(image2d, mask2d, cfg.text).save(buf, format="PNG")
-    write_bytes_atomic(overlay, buf.getvalue())
-    written.append(overlay)
+    write_bytes_atomic(cfg.overlay, buf.getvalue())
+    written.append(cfg.overlay)
     return written
 
 
@@ -116,7 +134,10 @@ def _gz(img) -> bytes:  # noqa: ANN001 - nibabel image
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii", ".nii.gz")
-ZONE_COLUMNS = ("L-upper", "L-middle", "L-lower", "R-upper", "R-middle", "R-lower")
+# predictions.csv names image sides, never the patient's: on a frontal chest X-ray the patient's right lung is on
+# the image left (the `laterality` of dataset.json says which sides a dataset's reports name).
+ZONE_COLUMNS = ("image-left-upper", "image-left-middle", "image-left-lower", "image-right-upper",
+                "image-right-middle", "image-right-lower")
 
 
 @dataclass
@@ -137,7 +158,7 @@ class BatchPredictConfig:
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
-    from medref_cli.importers.tables import image_key
+    from medref_cli.importers.tables import image_key, path_in_folder
 
     src = cfg.input
     if src.is_dir():
@@ -147,18 +168,16 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
         if not (cfg.text or "").strip():
             raise MedrefError(f"{src}: a folder of images has no reports; pass --text with the report for all, "
                               "or --input a table with image and text columns")
-        return [(image_key(p.name), p, cfg.text) for p in files]  # type: ignore[misc]
+        return [(image_key(p.name), p, normalise_caption(cfg.text)) for p in files]  # type: ignore[arg-type]
     if not src.is_file():
         raise MedrefError(f"{src}: input folder or table not found")
     rows = _read_predict_table(src)
     out = []
     for row_no, name, text in rows:
-        text = text or cfg.text or ""
+        text = normalise_caption(text or cfg.text or "")
         if not text.strip():
             raise MedrefError(f"{src}: row {row_no}: no report for {name!r} (fill the text column or pass --text)")
-        path = (src.parent / name).resolve()
-        if not path.is_file():
-            raise MedrefError(f"{src}: row {row_no}: image {name!r} not found")
+        path = path_in_folder(src, name, row_no, "image")
         out.append((image_key(name), path, text))
     if not out:
         raise MedrefError(f"{src}: the table names no image")
@@ -199,8 +218,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     if cfg.mask_format not in ("png", "nifti"):
         raise MedrefError(f"--format {cfg.mask_format!r}: choose png or nifti")
     inputs = batch_inputs(cfg)
-    if cfg.out.exists() and not cfg.overwrite:
-        raise MedrefError(f"{cfg.out}: already exists; pass --overwrite to replace it")
+    check_outputs([cfg.input, *(path for _, path, _ in inputs)], [cfg.out], cfg.overwrite)
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
     show = set(np.linspace(0, len(inputs) - 1, min(cfg.overlays, len(inputs))).round().astype(int).tolist()) \
         if cfg.overlays else set()

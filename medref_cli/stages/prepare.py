@@ -21,7 +21,7 @@ from medref_cli.imaging import load_gray, load_mask, png_bytes, resize, sha256
 from medref_cli.importers import nifti
 from medref_cli.importers.layouts import RawRecord, RawScan, detect
 from medref_cli.progress import track
-from medref_cli.report_zones import caption_zones
+from medref_cli.report_zones import LATERALITIES, caption_zones
 from medref_cli.workspace import Workspace, staged_dir, write_json_atomic
 from medref_cli.zones import normalise_caption
 
@@ -49,6 +49,12 @@ class PrepareConfig:
     overwrite: bool = False
     skip_invalid: bool = False
     progress: bool = False
+    laterality: str | None = None  # sides of free-text reports: patient | image (None: patient for custom,
+    # image for qata / mosmed, whose template captions name image sides)
+
+    @property
+    def report_laterality(self) -> str:
+        return self.laterality or ("patient" if self.kind == "custom" else "image")
 
 
 def resolve_raw(kind: str, raw: Path | None) -> Path:
@@ -96,14 +102,15 @@ def _relative(path: Path | None, root: Path) -> str | None:
         return str(path)
 
 
-def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[str]) -> Record:
+def convert(rec: RawRecord, raw: Path, out: Path, size: int | None, fixes: list[str],
+            laterality: str = "image") -> Record:
     """Read, check and write one record; raises MedrefError naming the file on bad input."""
     caption = normalise_caption(rec.caption.caption)
     if not caption:
         raise MedrefError(f"{rec.caption.source}: empty caption for {rec.caption.name!r}")
-    if caption != " ".join(str(rec.caption.caption).split()):
-        fixes.append("caption: trailing '..' reduced to '.'")
-    zones, known, note = caption_zones(caption)
+    if caption != str(rec.caption.caption).strip():
+        fixes.append("caption: line breaks, control characters, repeated spaces or a trailing '..' normalised")
+    zones, known, note = caption_zones(caption, laterality)
     if note:
         fixes.append(note)
     image, mask = _load_pair(rec, fixes)
@@ -134,6 +141,8 @@ def run(cfg: PrepareConfig, ws: Workspace) -> DatasetManifest:
     """Prepare one dataset; returns its manifest. Nothing appears under its name unless complete."""
     name = cfg.name or cfg.kind
     final = ws.dataset_dir(name)
+    if cfg.report_laterality not in LATERALITIES:
+        raise MedrefError(f"--laterality {cfg.laterality!r}: choose one of {', '.join(LATERALITIES)}")
     if cfg.kind == "custom":
         from medref_cli.importers.custom import scan_table
 
@@ -155,7 +164,7 @@ def run(cfg: PrepareConfig, ws: Workspace) -> DatasetManifest:
         for rec in track(scan.records, len(scan.records), f"prepare {name}", cfg.progress):
             fixes: list[str] = []
             try:
-                record = convert(rec, raw, out, cfg.size, fixes)
+                record = convert(rec, raw, out, cfg.size, fixes, cfg.report_laterality)
             except MedrefError as exc:
                 if not cfg.skip_invalid:
                     raise
@@ -168,7 +177,7 @@ def run(cfg: PrepareConfig, ws: Workspace) -> DatasetManifest:
             raise MedrefError(f"{raw}: every record was skipped; see the reasons with --skip-invalid off")
         manifest = DatasetManifest(
             name=name, kind=cfg.kind, source=str(raw), layout=scan.layout, records=records,
-            created_by=f"medref {__version__} prepare {cfg.kind}",
+            created_by=f"medref {__version__} prepare {cfg.kind}", laterality=cfg.report_laterality,
             extra={"size": cfg.size, "splits": _count_splits(records)},
         )
         manifest.save(out)

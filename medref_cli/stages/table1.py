@@ -171,7 +171,7 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         cell.status = "missing"
         return
     t0 = time.time()
-    finished = (run / "run.json").is_file() and load_run(run).status != "running"
+    finished = (run / "run.json").is_file() and load_run(run).status not in ("running", "failed")
     if not finished:
         req.resume = (run / "checkpoint_latest.pt").is_file()
         req.overwrite = not req.resume

@@ -31,7 +31,7 @@ from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
 from medref_cli.training.inference import autocast, predict_probs
 from medref_cli.training.metrics import confusion, summarize
-from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, truncate_metrics
+from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, restore_metrics
 from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
 from medref_cli.workspace import run_lock
 
@@ -170,7 +170,13 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
         resume: bool = False) -> RunInfo:
     """Train until the epochs, the patience or the time budget run out; rank 0 holds the run folder's lock."""
     with run_lock(ctx.run) if ctx.is_main else contextlib.nullcontext():
-        return _Trainer(ctx, method, data_l, data_u, data_val).run(resume)
+        try:
+            return _Trainer(ctx, method, data_l, data_u, data_val).run(resume)
+        except Exception:
+            if ctx.is_main:  # not left "running": a crashed run says so (`--resume` continues it)
+                ctx.info.status = "failed"
+                ctx.info.save(ctx.run)
+            raise
 
 
 def steps_per_epoch(cfg: TrainConfig, n_labeled: int, n_unlabeled: int, world: int = 1) -> int:
@@ -262,7 +268,7 @@ class _Trainer:
         self.progress = Progress(state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"],
                                  state["elapsed"])
         if self.ctx.is_main:
-            truncate_metrics(self.ctx.run, state["epoch"])
+            restore_metrics(self.ctx.run, state["epoch"], state.get("row"))
         log.info("resumed from %s at epoch %d", self.latest, self.progress.epoch)
 
     def run(self, resume: bool) -> RunInfo:
@@ -353,6 +359,7 @@ class _Trainer:
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "method_state": method.state_dict(), "best": progress.best,
             "best_epoch": progress.best_epoch, "bad": progress.bad, "elapsed": progress.elapsed,
+            "row": row,  # metrics.jsonl's row of this epoch, put back on resume if the append below is lost
         })
         self._write_epoch(epoch, row)
         return stop_reason(cfg, progress, progress.elapsed)

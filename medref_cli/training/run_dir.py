@@ -30,7 +30,7 @@ class RunInfo:
     seed: int
     preset: str
     text_encoder: str
-    status: str = "running"  # running | finished | stopped-early | budget-reached
+    status: str = "running"  # running | finished | stopped-early | budget-reached | failed
     epochs_done: int = 0
     best_epoch: int | None = None
     best_val_dice: float | None = None
@@ -71,16 +71,36 @@ def append_metrics(run: Path, row: dict[str, Any]) -> None:
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
+    """The rows of `<run>/metrics.jsonl`. A torn last line (the process was killed mid-append) is left out;
+    a bad line before it is an error naming the file and line."""
     path = run / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(k, line) for k, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    rows = []
+    for n, (k, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:
+                break
+            raise MedrefError(f"{path}: line {k} is not a JSON row; fix or remove it") from None
+        if not isinstance(row, dict):
+            raise MedrefError(f"{path}: line {k} is not a JSON object")
+        rows.append(row)
+    return rows
 
 
-def truncate_metrics(run: Path, last_epoch: int) -> None:
-    """Keep the rows of epochs <= last_epoch (on resume, epochs after the checkpoint are redone)."""
+def restore_metrics(run: Path, last_epoch: int, last_row: dict[str, Any] | None) -> None:
+    """On resume: keep the rows of epochs <= last_epoch (later epochs are redone) and drop a torn line; the
+    checkpoint's own row of `last_epoch` is put back when the process died between saving the checkpoint and
+    appending it. Rewritten atomically."""
+    from medref_cli.workspace import write_bytes_atomic
+
     rows = [r for r in read_metrics(run) if r.get("epoch", 0) <= last_epoch]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if last_row is not None and not any(r.get("epoch") == last_epoch for r in rows):
+        rows.append(last_row)
+    write_bytes_atomic(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def attach_log(run: Path) -> logging.Handler:

@@ -15,7 +15,7 @@ from typing import Any
 from medref_cli.config import (
     TrainRequest,
     default_run_name,
-    load_yaml,
+    load_config_file,
     model_config,
     resolve_config,
     resume_config,
@@ -23,7 +23,7 @@ from medref_cli.config import (
 )
 from medref_cli.errors import MedrefError
 from medref_cli.training.tb_log import check_logger
-from medref_cli.workspace import Workspace, check_name, check_unlocked
+from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, release_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class TrainSetup:
 def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     """Config, split, run folder (new or resumed), device, text encoder and model of one training run."""
     from medref_cli.artifacts import load_dataset, load_split
+    from medref_cli.splits import check_trainable
     from medref_cli.training.loop import RunContext
     from medref_cli.training.run_dir import attach_log, detach_log
 
@@ -111,10 +112,12 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     if req.resume:  # the run's own config and split copy
         preset, config, info, applied = _resume(req, run, manifest, rank)
         spec = load_split(run / "split.json")
+        check_trainable(spec, manifest, run / "split.json")
     else:
         spec, split_file = _split(ws, dataset, req, rank, world)
+        check_trainable(spec, manifest, split_file)
         preset = req.new_run_preset
-        config = resolve_config(req, load_yaml(req.config_file) if req.config_file else {})
+        config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
         check_logger(config["train"]["logger"])  # before the run folder exists
         info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
     _barrier(world)
@@ -125,6 +128,7 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
     except BaseException:
         detach_log(handler)
+        release_lock(run)
         raise
     ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
@@ -166,11 +170,13 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001,
 
     if not (run / "checkpoint_latest.pt").is_file():
         raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
+    if rank == 0:
+        acquire_lock(run)  # held from here to the end of training
     info = load_run(run)
     if info.dataset_hash != manifest.dataset_hash:
         raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    config, applied = resume_config(req, run, saved, info, load_yaml(req.config_file) if req.config_file else {})
+    config, applied = resume_config(req, run, saved, info, load_config_file(req.config_file) if req.config_file else {})
     check_logger(config["train"]["logger"])
     if applied and rank == 0:
         _write_config(run, saved["preset"], config)
@@ -192,11 +198,7 @@ def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: P
     from medref_cli.training.run_dir import RunInfo
 
     if rank == 0:
-        if run.exists() and not req.overwrite:
-            raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")
-        if run.exists():
-            shutil.rmtree(run)
-        run.mkdir(parents=True)
+        _claim_new_run(run, req.overwrite)
         _write_config(run, preset, config)
         shutil.copyfile(split_file, run / "split.json")
     info = RunInfo(
@@ -208,6 +210,25 @@ def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: P
     if rank == 0:
         info.save(run)
     return info
+
+
+def _claim_new_run(run: Path, overwrite: bool) -> None:
+    """Create the run folder, or empty it with `--overwrite`, holding its lock before anything is removed or
+    written: a live run (training, or still in its set-up) is refused, never mixed with this one."""
+    if run.exists() and not overwrite:
+        raise MedrefError(f"{run}: run already exists; pass --resume to continue it or --overwrite to replace it")
+    if run.exists():
+        acquire_lock(run)
+        for child in run.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        return
+    run.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir()
+    except FileExistsError:
+        raise MedrefError(f"{run}: created by another process meanwhile; pass --overwrite to replace it") from None
+    acquire_lock(run)
 
 
 def _model(config: dict[str, Any], preset: str, device_name: str, world: int, local_rank: int):  # noqa: ANN202

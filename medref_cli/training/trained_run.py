@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import Workspace
+from medref_cli.workspace import Workspace, lock_holder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,6 +24,12 @@ class TrainedRun:
     model: Any  # MedRefNet in eval mode, on `device`
     text: Any  # FrozenTextEncoder, on `device`
     device: Any
+    in_progress: bool = False  # a live process still trains the run: the checkpoint is that of the moment
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch whose weights the checkpoint holds."""
+        return self.ckpt.get("epoch")
 
 
 def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
@@ -43,10 +52,14 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
         if manifest.dataset_hash != info.dataset_hash:
             raise MedrefError(f"{folder / 'dataset.json'}: dataset changed since run {path.name} was trained")
     ckpt_path = path / f"checkpoint_{which}.pt"
+    training_pid = lock_holder(path)
     ckpt = checkpoint.load(ckpt_path)
+    if training_pid is not None:
+        log.warning("%s is still training (process %d): using %s of epoch %s as it is now; a later call may "
+                    "use other weights", path.name, training_pid, ckpt_path.name, ckpt.get("epoch"))
     model, text = checkpoint.build_model(ckpt, ckpt_path)
     dev = pick_device(device)
     flush_denormals()
     model.to(dev)
     text.to_device(dev)
-    return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev)
+    return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev, training_pid is not None)
