@@ -118,11 +118,9 @@ def flip_caption(caption: str) -> str:
 
 
 def normalise_caption(caption: str) -> str:
-    """One line of text: control characters (line breaks, tabs, NUL, ...) become spaces and invisible format
-    characters (zero-width space, BOM, ...) are dropped, whitespace runs collapse to one space, and a doubled
-    final `..` is reduced to `.`; wording otherwise untouched. A report split over lines ("left\\nlower")
-    keeps its words apart ("left lower")."""
-    chars = (" " if unicodedata.category(c) == "Cc" else "" if unicodedata.category(c)[0] == "C" else c
-             for c in str(caption))
-    text = " ".join("".join(chars).split())
+    """One line of text: whitespace of any kind (line breaks, tabs, form feeds) collapses to one space, other
+    control and invisible format characters (NUL, BEL, zero-width space, BOM, ...) are dropped, and a doubled
+    final `..` is reduced to `.`; wording otherwise untouched. A report split over lines ("left\\nlower") keeps
+    its words apart ("left lower")."""
+    text = " ".join("".join(c for c in str(caption) if c.isspace() or unicodedata.category(c)[0] != "C").split())
     return re.sub(r"\.{2,}$", ".", text)

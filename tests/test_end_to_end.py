@@ -79,11 +79,11 @@ def test_evaluate_refuses_training_ids_and_leaky_splits(trained, cli):
 def test_evaluate_without_the_text_ablation(trained, cli):
     """`--no-ablation`: the summary has no text_ablation block and the command line says no gap."""
     ws, _, run = trained
-    res = cli("evaluate", "learn", "--no-ablation", "--overlays", "0", "--workdir", ws.root)
+    res = cli("evaluate", "learn", "--no-ablation", "--overlays", "0", "--overwrite", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     assert "global Dice" in res.output and "text gap" not in res.output
     assert load_summary(run / "eval-test" / "summary.json").text_ablation is None
-    evaluate(EvaluateConfig("learn"), ws)  # leave the fixture's full evaluation in place
+    evaluate(EvaluateConfig("learn", overwrite=True), ws)  # leave the fixture's full evaluation in place
 
 
 def test_predict_png_and_nifti(trained, cli, tmp_path):

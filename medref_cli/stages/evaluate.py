@@ -81,10 +81,10 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     from medref_cli.training.trained_run import open_run
 
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
     out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
     if out_dir.exists() and not cfg.overwrite:
         raise MedrefError(f"{out_dir}: already exists; pass --overwrite to replace it")
-    ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
     data = [d for d in items(tr.manifest, tr.folder, ids) if "label" in d]
     if not data:
         raise MedrefError(f"{tr.path}: no {cfg.split} image has a mask to evaluate against")
