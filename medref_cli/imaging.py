@@ -15,7 +15,6 @@ from PIL import Image, UnidentifiedImageError
 
 from medref_cli.errors import MedrefError
 
-
 # The largest image any reader decodes: 8192 x 8192 (a 4k x 5k mammogram or a 3k x 3k chest film fits). A
 # 12000^2 PNG of 140 KB otherwise decodes to gigabytes; checked from the header, before the pixels are read.
 MAX_PIXELS = 8192 * 8192

@@ -127,8 +127,8 @@ def _carve(ids: list[str], fraction: float, rng: random.Random, has_mask: set[st
     rng.shuffle(order)
     n = max(1, round(fraction * len(order))) if len(order) > 1 else 0
     if has_mask is not None and ids and not eligible:
-        raise MedrefError(f"{what}: no training image left has a mask, none can be set aside for "
-                          "validation or test (scored against masks); add masks or give val/test rows in the table's split column")
+        raise MedrefError(f"{what}: no training image left has a mask, none can be set aside for validation or "
+                          "test (scored against masks); add masks or give val/test rows in the table's split column")
     carved = set(order[:n])
     return sorted(i for i in ids if i not in carved), sorted(carved)
 
