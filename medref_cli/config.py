@@ -77,6 +77,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     anneal_factor: float = 1.0  # cosine period = anneal_factor x the run's steps (2.0: ends at lr/2, the reference)
     patience: int = 30  # early stopping on val Dice, in evaluated epochs
+    min_epochs: int = 0  # no early stop before this many epochs (the official code: 20)
+    min_delta: float = 0.0  # a val gain must exceed this to restart the patience count (the official code: 1e-3)
     val_every: int = 1
     min_steps_per_epoch: int = 1  # pretrain: at least this many steps per epoch on a tiny labelled set
     steps_per_epoch: int | None = None  # fixed epoch length (None: one pass over labelled / unlabelled data)
@@ -109,7 +111,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "ema_ramp_epochs": 6},
     },
     "cpu": {
-        "model": {"image_size": 128, "encoder_widths": [32, 64, 128, 256], "encoder_depths": [2, 2, 2, 2],
+        # MONAI BasicUNet blocks: from scratch on 128-px QaTa it beats the ConvNeXt encoder for both methods
+        # (5 %, 3 seeds each: supervised 0.7920 +- 0.0086 vs 0.7659 +- 0.0016; README, results/backbones)
+        "model": {"image_size": 128, "encoder": "unet", "encoder_widths": [32, 64, 128, 256],
+                  "encoder_depths": [2, 2, 2, 2],
                   "num_heads": 4, "head_channels": 24, "proj_dim": 64, "guide_scale_init": 1.0},
         # 100 epochs x 20 steps: a 20-min semi-train uses its budget (60 ended it at 12 min); pretrain stops early
         "train": {"epochs": 100, "batch_size": 16, "batch_size_unlabeled": 16, "lr": 1e-3, "patience": 15,
@@ -182,7 +187,7 @@ RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("epochs", "batch_size", "batch_size_unlabeled", "patience", "val_every", "min_steps_per_epoch",
       "steps_per_epoch", "val_max_images", "threads", "image_size", "in_channels", "max_tokens", "num_heads",
       "head_channels", "proj_dim", "mix_block"), lambda v: v >= 1, ">= 1"),
-    (("warmup_epochs", "num_workers", "text_cache_size", "burn_in_epochs", "unsup_ramp_epochs", "ema_ramp_epochs",
+    (("warmup_epochs", "min_epochs", "min_delta", "num_workers", "text_cache_size", "burn_in_epochs", "unsup_ramp_epochs", "ema_ramp_epochs",
       "weight_decay", "unsup_weight", "itc_weight_labeled", "itc_weight_unlabeled"), lambda v: v >= 0, ">= 0"),
     (("lr", "anneal_factor", "max_minutes", "itc_tau"), lambda v: v > 0, "> 0"),
     (("zoom_prob", "hflip_prob", "pseudo_thresh", "pseudo_thresh_no_mix", "conf_thresh", "pos_aug_p", "mix_prob",
@@ -355,7 +360,8 @@ def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig
 DEFAULT_PRESET = "cpu"
 DEFAULT_SEED = 42
 # What `--resume` may change (applied, and written to the run's config.yaml); any other change is refused.
-RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "logger"),
+RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "min_epochs"),
+             ("train", "min_delta"), ("train", "logger"),
              ("train", "threads"), ("train", "num_workers")}
 
 

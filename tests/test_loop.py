@@ -55,6 +55,23 @@ def test_early_stopping_counts_validations_without_a_new_best():
     assert (p.best, p.best_epoch) == (0.7, 4)
 
 
+def test_min_epochs_and_min_delta_as_the_official_code():
+    """`min_epochs`: no early stop before that many epochs; `min_delta`: a smaller gain still makes a new best
+    checkpoint but does not restart the patience count."""
+    cfg, p = TrainConfig(patience=2, min_epochs=5, min_delta=1e-3), Progress()
+    seen = [
+        (p.record(epoch, dice, cfg.min_delta), stop_reason(cfg, p, 0.0))
+        for epoch, dice in enumerate([0.5, 0.4, 0.4, 0.4, 0.5005, 0.5008, 0.6])
+    ]
+    assert [s[0] for s in seen] == [True, False, False, False, True, True, True]
+    assert [s[1] for s in seen] == [None, None, None, None, "stopped-early", "stopped-early", None]
+    assert (p.best, p.best_epoch, p.bad) == (0.6, 6, 0)
+    plain = Progress()  # the defaults (0, 0.0) stop as before
+    for epoch, dice in enumerate([0.5, 0.4, 0.4]):
+        plain.record(epoch, dice)
+    assert stop_reason(TrainConfig(patience=2), plain, 0.0) == "stopped-early"
+
+
 def test_budget_stop_and_patience_precedence():
     cfg = TrainConfig(patience=1, max_minutes=1.0)
     p = Progress(best=0.9, bad=0)

@@ -207,18 +207,22 @@ class Progress:
     bad: int = 0
     elapsed: float = 0.0
 
-    def record(self, epoch: int, dice: float) -> bool:
-        """Account one validation; True when it is a new best."""
+    def record(self, epoch: int, dice: float, min_delta: float = 0.0) -> bool:
+        """Account one validation; True when it is a new best (the best checkpoint follows any gain). The
+        patience count restarts only on a gain of more than `min_delta` (the official code's 1e-3)."""
+        self.epoch = epoch + 1
         if dice > self.best:
-            self.best, self.best_epoch, self.bad = dice, epoch, 0
+            self.bad = 0 if dice > self.best + min_delta else self.bad + 1
+            self.best, self.best_epoch = dice, epoch
             return True
         self.bad += 1
         return False
 
 
 def stop_reason(cfg: TrainConfig, progress: Progress, elapsed_s: float) -> str | None:
-    """"stopped-early" once `patience` validations brought no new best, "budget-reached" past the time budget."""
-    if progress.bad >= cfg.patience:
+    """"stopped-early" once `patience` validations brought no gain above `min_delta` (never before
+    `min_epochs` epochs are done), "budget-reached" past the time budget."""
+    if progress.bad >= cfg.patience and progress.epoch >= cfg.min_epochs:
         return "stopped-early"
     if cfg.max_minutes is not None and elapsed_s > cfg.max_minutes * 60:
         return "budget-reached"
@@ -350,7 +354,7 @@ class _Trainer:
             dice = val["global"]["dice"]
             row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
                         "val_dice_per_image": val["per_image"]["dice"]})
-            if progress.record(epoch, dice):
+            if progress.record(epoch, dice, cfg.min_delta):
                 _save_best(ctx, method, ctx.model, epoch, dice)
         progress.elapsed = time.time() - self.t0
         row["elapsed_s"] = round(progress.elapsed, 1)
