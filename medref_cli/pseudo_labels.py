@@ -38,17 +38,19 @@ def extra_labeled(pl_dir: Path, manifest, folder: Path, spec) -> list[dict]:  # 
         raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: unsupported pseudo-label schema")
     if meta.get("dataset_hash") != manifest.dataset_hash:
         raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: made for another dataset version than {manifest.name!r}")
+    from medref_cli.training.data import items
+
     allowed = set(spec.train_unlabeled)
-    by_id = manifest.by_id()
     base = pl_dir.resolve()
-    out = []
+    masks: dict[str, Path] = {}
     for e in meta["entries"]:
         if e["id"] not in allowed:
             continue
         mask = (pl_dir / e["mask"]).resolve()
         if not mask.is_relative_to(base) or not mask.is_file():
             raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: mask path {e['mask']!r} is missing or escapes {pl_dir}")
-        rec = by_id[e["id"]]
-        out.append({"id": rec.id, "image": str(folder / rec.image), "label": str(mask), "text": rec.caption,
-                    "zones": list(rec.zones)})
+        masks[e["id"]] = mask
+    out = items(manifest, folder, list(masks), with_labels=False)  # the one item builder: zones_known kept
+    for item in out:
+        item["label"] = str(masks[item["id"]])
     return out

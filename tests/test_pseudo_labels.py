@@ -15,8 +15,9 @@ from medref_cli.result_schemas import load_audit
 from medref_cli.stages.pseudo_label import make_audit
 
 
-def _record(rid):
-    return SimpleNamespace(id=rid, image=f"images/{rid}.png", caption="lower left lung.", zones=[0, 0, 1, 0, 0, 0])
+def _record(rid, known=True):
+    return SimpleNamespace(id=rid, image=f"images/{rid}.png", caption="lower left lung.", zones=[0, 0, 1, 0, 0, 0],
+                           zones_known=known, mask=None)
 
 
 def _setup(tmp_path, mask_path, ids=("a", "b")):
@@ -36,6 +37,15 @@ def test_only_the_splits_unlabelled_ids_are_used(tmp_path):
     pl, manifest, spec = _setup(tmp_path, "masks/{rid}.png")
     out = extra_labeled(pl, manifest, tmp_path / "ds", spec)
     assert [d["id"] for d in out] == ["a"] and out[0]["label"] == str((pl / "masks" / "a.png").resolve())
+
+
+def test_pseudo_labelled_items_keep_an_unknown_position(tmp_path):
+    """A report without a position stays `zones_known: False` as pseudo-labelled data (ITCL puts no positives on
+    it); the items are the training data's own (`training.data.items`)."""
+    pl, manifest, spec = _setup(tmp_path, "masks/{rid}.png")
+    manifest.by_id = lambda: {"a": _record("a", known=False), "b": _record("b")}
+    out = extra_labeled(pl, manifest, tmp_path / "ds", spec)
+    assert out[0]["zones_known"] is False and out[0]["zones"] == [0, 0, 1, 0, 0, 0]
 
 
 @pytest.mark.parametrize("escape", ["../outside.png", "/etc/passwd", "masks/../../outside.png", "masks/missing.png"])
