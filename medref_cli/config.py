@@ -264,6 +264,16 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+def check_semi_method(name: str) -> None:
+    """Refuse a `semi-train --method` that is not a semi-train method (`supervised` runs as `medref pretrain`);
+    an unknown name is left to `method_config`, which lists every method."""
+    spec = METHODS.get(name)
+    if spec is not None and spec.stage != "semi-train":
+        semi = ", ".join(n for n, s in METHODS.items() if s.stage == "semi-train")
+        raise MedrefError(f"--method {name}: a {spec.stage} method; run `medref {spec.stage}` (semi-train takes "
+                          f"{semi})")
+
+
 @dataclass
 class MethodConfig:
     name: str = "semi-medref"

@@ -56,3 +56,17 @@ def test_eval_model_comes_from_the_config_unless_the_option_says(cli, workdir, t
     runs = workdir / "runs"
     assert json.loads((runs / "from-config" / "run.json").read_text())["eval_model"] == "student"
     assert json.loads((runs / "from-option" / "run.json").read_text())["eval_model"] == "teacher"
+
+
+def test_semi_train_refuses_a_pretrain_method(cli, workdir):
+    res = cli("semi-train", "-d", "qata", "-l", "5%", "--method", "supervised")
+    assert res.exit_code == 2 and "--method supervised: a pretrain method; run `medref pretrain`" in res.output
+    assert "semi-medref" in res.output and not workdir.exists()
+
+
+def test_method_interface_and_supervised_are_separate():
+    from medref_cli.semi.methods import TeacherStudent
+    from medref_cli.training.method import Method, Supervised
+
+    assert issubclass(Supervised, Method) and issubclass(TeacherStudent, Method)
+    assert not issubclass(TeacherStudent, Supervised) and TeacherStudent.best_state is not Method.best_state

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from medref_cli.model.text_encoder import UNK_POS
+from medref_cli.semi.cutmix import random_cutmix
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss, soft_positives
 from medref_cli.semi.pos_aug import FUZZ, pos_aug
-from medref_cli.semi.t_patchmix import first_phrase, random_cutmix, rewrite, t_patchmix
+from medref_cli.semi.t_patchmix import first_phrase, rewrite, t_patchmix
 from medref_cli.zones import parse_zones
 
 BI = "Bilateral pulmonary infection, two infected areas, lower left lung and lower right lung."

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medref_cli.config import METHODS, MethodConfig
+from medref_cli.config import MethodConfig, check_semi_method
+from medref_cli.semi.cutmix import random_cutmix
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
-from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, random_cutmix, t_patchmix
-from medref_cli.training.loop import Method, RunContext
+from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, t_patchmix
+from medref_cli.training.loop import RunContext
+from medref_cli.training.method import Method
 from medref_cli.zone_masks import side_mask
 
 
@@ -67,17 +69,19 @@ def mixed_zones(zones: torch.Tensor, texts: list[str], perm: torch.Tensor, box: 
 
 
 class TeacherStudent(Method):
+    """Every semi-supervised method (`METHODS` entries of stage semi-train): an EMA teacher pseudo-labels the
+    unlabelled batch; the config switches the mixing, PosAug and ITCL."""
+
     uses_unlabeled = True
 
     def __init__(self, ctx: RunContext, cfg: MethodConfig) -> None:
+        from monai.losses import DiceCELoss, DiceLoss
+
         super().__init__(ctx)
+        check_semi_method(cfg.name)
         self.cfg = cfg
         self.name = cfg.name
-        self.uses_unlabeled = METHODS[cfg.name].stage == "semi-train"
-        if cfg.sup_loss == "dice":
-            from monai.losses import DiceLoss
-
-            self.sup_loss = DiceLoss(sigmoid=True)
+        self.sup_loss = DiceLoss(sigmoid=True) if cfg.sup_loss == "dice" else DiceCELoss(sigmoid=True)
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
         self._decay = 0.0
@@ -170,6 +174,9 @@ class TeacherStudent(Method):
 
     def eval_module(self, model: nn.Module) -> nn.Module:
         return self.teacher if self.cfg.eval_model == "teacher" else model
+
+    def best_state(self, model: nn.Module) -> dict[str, Any]:
+        return {**super().best_state(model), "teacher": self.teacher.state_dict()}
 
     def epoch_logs(self, epoch: int) -> dict[str, float]:
         return {"ema_decay": self._decay}

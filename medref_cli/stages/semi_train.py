@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from medref_cli.config import TrainRequest, method_config
+from medref_cli.config import TrainRequest, check_semi_method, method_config
 from medref_cli.errors import MedrefError
 from medref_cli.training.run_dir import RunInfo
 from medref_cli.training.setup import build
@@ -24,6 +24,7 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
     from medref_cli.training.loop import fit
     from medref_cli.training.run_dir import resolve_run
 
+    check_semi_method(req.method)  # before any folder exists
     init_state = None
     if req.init_from and not req.resume:  # the pretrain run's model config wins; no burn-in (a new request)
         init_dir = resolve_run(req.init_from, ws.runs)

@@ -1,4 +1,5 @@
-"""The one training loop: pretrain and every semi-supervised method plug a `Method` into `fit`.
+"""The one training loop: pretrain and every semi-supervised method plug a `Method` (`training/method.py`) into
+`fit`.
 
 Per epoch: seeded shuffles (seed, epoch) so a resumed run replays exactly; AdamW + per-step cosine
 schedule; AMP on CUDA; validation Dice on **val** only (early stopping, best checkpoint);
@@ -30,6 +31,7 @@ from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
 from medref_cli.training.inference import autocast, predict_probs
+from medref_cli.training.method import Method
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, restore_metrics
 from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
@@ -59,45 +61,6 @@ class RunContext:
 
     def amp(self) -> bool:
         return self.train.amp if self.device.type == "cuda" else self.train.amp_cpu
-
-
-class Method:
-    """Supervised training (DiceCE on labelled batches); semi-supervised methods override the hooks."""
-
-    name = "supervised"
-    uses_unlabeled = False
-
-    def __init__(self, ctx: RunContext) -> None:
-        from monai.losses import DiceCELoss
-
-        self.ctx = ctx
-        self.sup_loss = DiceCELoss(sigmoid=True)
-
-    def step(self, model: nn.Module, batch_l: dict, batch_u: dict | None, epoch: int) -> tuple[torch.Tensor, dict]:
-        dev = self.ctx.device
-        feats, keep = self.ctx.text(batch_l["text"], dev)
-        out = model(batch_l["image"].to(dev), feats, keep)
-        loss = self.sup_loss(out["logits"].float(), batch_l["label"].to(dev))
-        return loss, {"loss_sup": loss.item()}
-
-    def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
-        """Hook (EMA teacher update)."""
-
-    def eval_module(self, model: nn.Module) -> nn.Module:
-        return model
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Hook."""
-
-    def epoch_logs(self, epoch: int) -> dict[str, float]:
-        return {}
-
-    def reduce_logs(self, sums: dict[str, float], steps: int) -> dict[str, float]:
-        """Per-epoch figures from the per-step sums (means by default)."""
-        return {k: v / steps for k, v in sums.items()}
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -388,11 +351,8 @@ def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:
 
 
 def _save_best(ctx: RunContext, method: Method, model: nn.Module, epoch: int, dice: float) -> None:
-    payload = {**_identity(ctx, method), "model": method.eval_module(model).state_dict(), "epoch": epoch,
-               "val_dice_global": dice, "eval_model": ctx.info.eval_model}
-    teacher = getattr(method, "teacher", None)
-    if teacher is not None:
-        payload["teacher"] = teacher.state_dict()
+    payload = {**_identity(ctx, method), **method.best_state(model), "epoch": epoch, "val_dice_global": dice,
+               "eval_model": ctx.info.eval_model}
     checkpoint.save(ctx.run / "checkpoint_best.pt", payload)
 
 

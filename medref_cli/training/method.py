@@ -1,0 +1,70 @@
+"""What a training method plugs into the loop (`training.loop.fit`): the `Method` interface, and `Supervised`,
+the method of `medref pretrain`. The semi-supervised methods are `semi.methods.TeacherStudent`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from medref_cli.training.loop import RunContext
+
+
+class Method:
+    """The interface: `step` returns the loss of one batch pair; the hooks default to doing nothing."""
+
+    name: str = ""
+    uses_unlabeled: bool = False  # the loop draws unlabelled batches for `step`
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def step(self, model: nn.Module, batch_l: dict, batch_u: dict | None, epoch: int) -> tuple[torch.Tensor, dict]:
+        """(loss, {name: float} logged per step) of one labelled batch and, with `uses_unlabeled`, one
+        unlabelled batch."""
+        raise NotImplementedError
+
+    def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
+        """Hook (EMA teacher update)."""
+
+    def eval_module(self, model: nn.Module) -> nn.Module:
+        """The module validated and saved as the best model."""
+        return model
+
+    def best_state(self, model: nn.Module) -> dict[str, Any]:
+        """What `checkpoint_best.pt` holds besides the run's identity: the evaluated weights, and any more."""
+        return {"model": self.eval_module(model).state_dict()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Hook."""
+
+    def epoch_logs(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def reduce_logs(self, sums: dict[str, float], steps: int) -> dict[str, float]:
+        """Per-epoch figures from the per-step sums (means by default)."""
+        return {k: v / steps for k, v in sums.items()}
+
+
+class Supervised(Method):
+    """Supervised training: MONAI DiceCE (sigmoid) on labelled batches."""
+
+    name = "supervised"
+
+    def __init__(self, ctx: RunContext) -> None:
+        from monai.losses import DiceCELoss
+
+        super().__init__(ctx)
+        self.sup_loss = DiceCELoss(sigmoid=True)
+
+    def step(self, model: nn.Module, batch_l: dict, batch_u: dict | None, epoch: int) -> tuple[torch.Tensor, dict]:
+        dev = self.ctx.device
+        feats, keep = self.ctx.text(batch_l["text"], dev)
+        out = model(batch_l["image"].to(dev), feats, keep)
+        loss = self.sup_loss(out["logits"].float(), batch_l["label"].to(dev))
+        return loss, {"loss_sup": loss.item()}
