@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 
 import numpy as np
@@ -31,3 +32,11 @@ def panel(image: np.ndarray, pred: np.ndarray, caption: str, truth: np.ndarray |
     for i, line in enumerate(lines):
         draw.text((4, h + 3 + 14 * i), line, fill="black")
     return canvas
+
+
+def panel_png(image: np.ndarray, pred: np.ndarray, caption: str, truth: np.ndarray | None = None,
+              title: str = "") -> bytes:
+    """`panel` as PNG file bytes (what `evaluate` and `predict` write)."""
+    buf = io.BytesIO()
+    panel(image, pred, caption, truth, title).save(buf, format="PNG")
+    return buf.getvalue()

@@ -46,3 +46,16 @@ def test_empty_cases_are_defined():
     assert d.item() == 0.0 and i.item() == 0.0
     d, _ = dice_iou(confusion(empty, full))
     assert d.item() == 0.0
+
+
+def test_at_sizes_resizes_each_map_to_its_image_and_thresholds_once():
+    import torch
+
+    from medref_cli.training.inference import THRESHOLD, at_sizes
+
+    probs = torch.tensor([[[[0.2, 0.6], [0.5, 0.49]]], [[[0.9, 0.1], [0.1, 0.1]]]])
+    (p0, m0), (p1, m1) = at_sizes(probs, [(2, 2), (4, 4)])
+    assert THRESHOLD == 0.5 and torch.equal(p0, probs[0, 0])  # the model's own size: untouched
+    assert m0.tolist() == [[False, True], [True, False]]  # >= 0.5 is lesion
+    assert p1.shape == (4, 4) and m1.dtype == torch.bool and m1[0, 0] and not m1[3, 3]
+    assert at_sizes(probs, [(2, 2)], threshold=0.15)[0][1].all()

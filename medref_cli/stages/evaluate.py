@@ -15,7 +15,6 @@ PNGs. Predictions are upsampled to each image's prepared size and compared with 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import random
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
 from medref_cli.report_zones import caption_zones
@@ -111,7 +109,7 @@ def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[s
     from medref_cli.imaging import read_prepared
     from medref_cli.progress import track
     from medref_cli.training.data import eval_dataset, loader
-    from medref_cli.training.inference import predict_probs
+    from medref_cli.training.inference import at_sizes, predict_probs
     from medref_cli.training.metrics import confusion
 
     by_id = tr.manifest.by_id()
@@ -129,9 +127,9 @@ def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[s
             if cfg.side_gate:
                 zones = torch.tensor([caption_zones(t, tr.manifest.laterality)[0] for t in texts[pos : pos + n]])
                 probs = probs * side_mask(zones, *probs.shape[-2:])
-            for i, truth in enumerate(truths):
-                pred = F.interpolate(probs[i : i + 1], size=truth.shape[-2:], mode="bilinear",
-                                     align_corners=False) >= 0.5
+            for i, (truth, (_, mask)) in enumerate(zip(truths, at_sizes(probs, [t.shape[-2:] for t in truths]),
+                                                       strict=True)):
+                pred = mask[None, None]
                 scores.per_case[name].append(confusion(pred, truth))
                 if name == "normal":
                     regions = zone_regions(*truth.shape[-2:])[:, None]
@@ -144,6 +142,7 @@ def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[s
 
 
 def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> EvalSummary:  # noqa: ANN001
+    from medref_cli.training.inference import THRESHOLD
     from medref_cli.training.metrics import dice_iou, summarize
     from medref_cli.zones import ZONE_NAMES
 
@@ -155,7 +154,7 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> Ev
     summary = EvalSummary(
         run=tr.path.name, split=cfg.split, checkpoint=cfg.checkpoint, n_images=len(data),
         model_image_size=tr.model.cfg.image_size, eval_model=tr.info.eval_model, side_gate=cfg.side_gate,
-        checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress,
+        checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=THRESHOLD,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
         per_laterality={g: {"n": len(idx), **summarize(normal[idx])} for g, idx in sorted(groups.items())},
@@ -186,7 +185,7 @@ def _write_per_case(path: Path, data: list[dict], scores: _Scores, ablation: boo
 
 def _write_overlays(folder: Path, tr, data: list[dict], scores: _Scores) -> None:  # noqa: ANN001
     from medref_cli.imaging import read_prepared
-    from medref_cli.overlays import panel
+    from medref_cli.overlays import panel_png
     from medref_cli.training.metrics import dice_iou
 
     dice = dice_iou(scores.per_case["normal"])[0]
@@ -196,7 +195,5 @@ def _write_overlays(folder: Path, tr, data: list[dict], scores: _Scores) -> None
         rec = by_id[data[k]["id"]]
         img = read_prepared(tr.folder / rec.image)
         truth = read_prepared(tr.folder / rec.mask, is_mask=True)
-        pic = panel(img, pred.astype(np.uint8), rec.caption, truth, f"{rec.id} Dice {float(dice[k]):.3f}:")
-        buf = io.BytesIO()
-        pic.save(buf, format="PNG")
-        (folder / f"{rec.id}.png").write_bytes(buf.getvalue())
+        (folder / f"{rec.id}.png").write_bytes(
+            panel_png(img, pred.astype(np.uint8), rec.caption, truth, f"{rec.id} Dice {float(dice[k]):.3f}:"))

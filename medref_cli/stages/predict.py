@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
+from medref_cli.training.inference import THRESHOLD
 from medref_cli.workspace import Workspace, write_bytes_atomic
 from medref_cli.zones import normalise_caption
 
@@ -27,7 +28,7 @@ class PredictConfig:
     text: str
     out: Path
     checkpoint: str = "best"
-    threshold: float = 0.5
+    threshold: float = THRESHOLD
     device: str = "auto"
     overwrite: bool = False  # replace an existing --out / overlay (never the input image)
 
@@ -63,23 +64,20 @@ def segment_batch(model, text, images: list[np.ndarray], captions: list[str], de
                   threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """uint8 (H, W) images (any sizes) -> per image (uint8 {0,1} mask, float probability) at its own size, in one
     forward pass at the model's size."""
-    from medref_cli.training.inference import predict_probs
+    from medref_cli.training.inference import at_sizes, predict_probs
 
     size = model.cfg.image_size
     x = torch.cat([F.interpolate(torch.from_numpy(im.astype(np.float32) / 255.0)[None, None], size=(size, size),
                                  mode="bilinear", align_corners=False) for im in images])
     probs = predict_probs(model, text, x, captions, device)
-    out = []
-    for i, im in enumerate(images):
-        p = F.interpolate(probs[i : i + 1], size=im.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-        out.append(((p >= threshold).astype(np.uint8), p))
-    return out
+    return [(mask.numpy().astype(np.uint8), p.numpy()) for p, mask in at_sizes(probs, [im.shape for im in images],
+                                                                               threshold)]
 
 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
     from medref_cli.imaging import load_gray, png_bytes
     from medref_cli.importers import nifti
-    from medref_cli.overlays import panel
+    from medref_cli.overlays import panel_png
     from medref_cli.training.trained_run import open_run
 
     cfg = dataclasses.replace(cfg, text=normalise_caption(cfg.text))
@@ -120,9 +118,7 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         mask2d = segment(model, text, image2d, cfg.text, device, cfg.threshold)
         write_bytes_atomic(cfg.out, png_bytes(mask2d * np.uint8(255)))
         written.append(cfg.out)
-    buf = io.BytesIO()
-    panel(image2d, mask2d, cfg.text).save(buf, format="PNG")
-    write_bytes_atomic(cfg.overlay, buf.getvalue())
+    write_bytes_atomic(cfg.overlay, panel_png(image2d, mask2d, cfg.text))
     written.append(cfg.overlay)
     return written
 
@@ -147,7 +143,7 @@ class BatchPredictConfig:
     out: Path  # a new folder: masks/, overlays/, predictions.csv
     text: str | None = None  # one report for every image (a folder input needs it)
     checkpoint: str = "best"
-    threshold: float = 0.5
+    threshold: float = THRESHOLD
     batch_size: int = 16
     mask_format: str = "png"  # png | nifti
     overlays: int = 20  # overlay PNGs written (evenly spread); 0 for none
@@ -210,7 +206,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     import csv
 
     from medref_cli.imaging import load_gray
-    from medref_cli.overlays import panel
+    from medref_cli.overlays import panel_png
     from medref_cli.progress import track
     from medref_cli.training.trained_run import open_run
     from medref_cli.workspace import staged_dir
@@ -234,9 +230,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
             for (rid, path, text), image, (mask, prob) in zip(chunk, images, results, strict=True):
                 _write_mask(tmp / "masks", rid, mask, cfg.mask_format)
                 if k in show:
-                    buf = io.BytesIO()
-                    panel(image, mask, text).save(buf, format="PNG")
-                    (tmp / "overlays" / f"{rid}.png").write_bytes(buf.getvalue())
+                    (tmp / "overlays" / f"{rid}.png").write_bytes(panel_png(image, mask, text))
                 rows.append(_row(rid, path, text, mask, prob))
                 k += 1
         buf = io.StringIO()

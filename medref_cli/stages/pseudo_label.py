@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medref_cli.errors import MedrefError
 from medref_cli.pseudo_labels import PSEUDO_SCHEMA, predicted_zones
@@ -70,7 +69,7 @@ def _label(cfg: PseudoLabelConfig, tr, data: list[dict], tmp: Path) -> tuple[lis
     from medref_cli.imaging import png_bytes, read_prepared
     from medref_cli.progress import track
     from medref_cli.training.data import eval_dataset, loader
-    from medref_cli.training.inference import predict_probs
+    from medref_cli.training.inference import at_sizes, predict_probs
     from medref_cli.training.metrics import confusion
 
     (tmp / "masks").mkdir()
@@ -81,10 +80,9 @@ def _label(cfg: PseudoLabelConfig, tr, data: list[dict], tmp: Path) -> tuple[lis
     ds = eval_dataset(data, tr.model.cfg.image_size)
     for batch in track(loader(ds, cfg.batch_size, False, 0), n_batches, "pseudo-label", cfg.progress):
         probs = predict_probs(tr.model, tr.text, batch["image"], batch["text"], tr.device)
-        for i, rid in enumerate(batch["id"]):
-            rec = by_id[rid]
-            p = F.interpolate(probs[i : i + 1], size=(rec.height, rec.width), mode="bilinear", align_corners=False)[0, 0]
-            mask = p >= 0.5
+        recs = [by_id[rid] for rid in batch["id"]]
+        for rid, rec, (p, mask) in zip(batch["id"], recs, at_sizes(probs, [(r.height, r.width) for r in recs]),
+                                       strict=True):
             (tmp / "masks" / f"{rid}.png").write_bytes(png_bytes(mask.numpy().astype(np.uint8) * np.uint8(255)))
             (tmp / "prob" / f"{rid}.png").write_bytes(png_bytes((p * 255).round().byte().numpy()))
             conf = float(torch.maximum(p, 1 - p).mean())

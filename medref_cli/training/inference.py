@@ -1,10 +1,16 @@
-"""Batched inference shared by validation, `evaluate`, `predict` and `pseudo-label`."""
+"""Batched inference shared by validation, `evaluate`, `predict` and `pseudo-label`: probabilities at the
+model's size (`predict_probs`), then each map resized to its image and thresholded (`at_sizes`) at the one
+`THRESHOLD`."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
+
+THRESHOLD = 0.5  # a pixel is lesion when its probability is >= this (SPEC 4), in every stage
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -28,3 +34,16 @@ def predict_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, tex
     with autocast(device, amp):
         logits = model(image.to(device), feats, keep)["logits"]
     return torch.sigmoid(logits.float()).cpu()
+
+
+def at_sizes(probs: torch.Tensor, sizes: Sequence[tuple[int, int]], threshold: float = THRESHOLD
+             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """probs `(B, 1, h, w)` float -> per image (probability `(H, W)` float, mask `(H, W)` bool = probability
+    >= `threshold`), each bilinearly resized to its own `sizes[i]` = (H, W)."""
+    out = []
+    for i, size in enumerate(sizes):
+        p = probs[i : i + 1]
+        if tuple(p.shape[-2:]) != tuple(size):
+            p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=False)
+        out.append((p[0, 0], p[0, 0] >= threshold))
+    return out

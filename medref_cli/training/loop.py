@@ -30,7 +30,7 @@ from medref_cli.config import ModelConfig, TrainConfig
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
-from medref_cli.training.inference import autocast, predict_probs
+from medref_cli.training.inference import THRESHOLD, autocast, predict_probs
 from medref_cli.training.method import Method
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, restore_metrics
@@ -99,7 +99,7 @@ def validate(module: nn.Module, text: Any, ds, device: torch.device, amp: bool, 
     counts = []
     for b in loader(ds, batch, shuffle=False, num_workers=0):
         probs = predict_probs(module, text, b["image"], b["text"], device, amp)
-        counts.append(confusion(probs >= 0.5, b["label"] >= 0.5))
+        counts.append(confusion(probs >= THRESHOLD, b["label"] >= 0.5))  # the label is {0, 1}
         for k in range(min(n_samples - len(samples), len(probs)) if samples is not None else 0):
             samples.append((b["image"][k, 0].numpy(), probs[k, 0].float().cpu().numpy(), b["label"][k, 0].numpy()))
     module.train(was_training)
