@@ -22,7 +22,7 @@ from pathlib import Path
 
 from medref_cli.plots import line_plot
 from medref_cli.result_schemas import load_summary
-from medref_cli.stages.table1 import _mean_std as mean_std  # (mean, sample std, n), as table1's cells
+from medref_cli.stages.table1_render import _mean_std as mean_std  # (mean, sample std, n), as table1's cells
 from medref_cli.training.run_dir import load_run, read_metrics
 from medref_cli.workspace import write_bytes_atomic
 

@@ -273,7 +273,7 @@ def test_registry_fixes_each_methods_parts():
 def test_one_registry_entry_adds_a_method_to_table1_and_run_names(monkeypatch):
     from medref_cli import config as recipes
     from medref_cli.config import default_run_name
-    from medref_cli.stages.table1 import _stage, parse_method
+    from medref_cli.stages.table1_matrix import _stage, parse_method
 
     spec = recipes.MethodSpec("mean teacher, PosAug only", "semi-train", {"t_patchmix": False, "itcl": False},
                               ablations=("pos-aug",))

@@ -5,7 +5,8 @@ import csv
 import pytest
 
 from medref_cli.errors import MedrefError
-from medref_cli.stages.table1 import Table1Config, load_profile, parse_method, run
+from medref_cli.stages.table1 import run
+from medref_cli.stages.table1_matrix import Table1Config, load_profile, parse_method
 from medref_cli.workspace import Workspace
 
 PIPELINE = """
@@ -115,7 +116,8 @@ def test_profiles_and_methods_are_checked(pipeline):
     ([80.0], [70.0], False),  # one seed: no std, no mark
 ])
 def test_two_std_mark(semi, sup, marked):
-    from medref_cli.stages.table1 import Cell, _markdown, _mean_std
+    from medref_cli.stages.table1_matrix import Cell
+    from medref_cli.stages.table1_render import _markdown, _mean_std
 
     cells = [Cell("d", "5%", m, s) for m in ("supervised", "semi-medref") for s in range(len(semi))]
     stats = {(m, "5%", metric): _mean_std(vals) for m, vals in (("supervised", sup), ("semi-medref", semi))
@@ -181,7 +183,7 @@ def test_pipelines_ship_inside_the_wheel(tmp_path):
     import zipfile
 
     from conftest import REPO
-    from medref_cli.stages.table1 import default_pipeline
+    from medref_cli.stages.table1_matrix import default_pipeline
 
     assert default_pipeline().is_file() and default_pipeline().resolve().parent.parent.name == "medref_cli"
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",

@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import NoProgress, Overwrite, Workdir
+from medref_cli.cli.options import Device, NoProgress, Overwrite, Run, Workdir
 
-Run = Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")]
 Which = Annotated[str, typer.Option("--checkpoint", help="best | latest.")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")]
 
 
 def evaluate(

@@ -16,3 +16,6 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Prepared dataset name (see `medref prepare`).")]
 Labeled = Annotated[str, typer.Option("--labeled", "-l", help="Labelled share: 10%, 0.1 or a count like 50.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the split (and of training).")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+Run = Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")]
+PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]

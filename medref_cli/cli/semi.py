@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Workdir
+from medref_cli.cli.options import Device, Labeled, NoProgress, Overwrite, PseudoLabels, Run, Workdir
 from medref_cli.cli.train import (
     ConfigFile,
     DatasetOpt,
-    Device,
     Encoder,
     Epochs,
     Logger,
@@ -25,8 +23,6 @@ from medref_cli.cli.train import (
     report,
 )
 from medref_cli.config import METHODS  # pure (no torch): --help stays instant
-
-PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
 
 
 def semi_train(
@@ -82,7 +78,7 @@ def semi_train(
 
 
 def pseudo_label(
-    run: Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")],
+    run: Run,
     split: Annotated[str, typer.Option("--split", help="Which ids to label.")] = "train_unlabeled",
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | latest.")] = "best",
     model: Annotated[str, typer.Option("--model", help="teacher | student.")] = "teacher",

@@ -31,7 +31,8 @@ def table1(
 ) -> None:
     """Run the Table 1 matrix (resumable; failed cells reported) and write table1.md/.csv/.png."""
     from medref_cli.errors import MedrefError
-    from medref_cli.stages.table1 import Table1Config, commands, run
+    from medref_cli.stages.table1 import run
+    from medref_cli.stages.table1_matrix import Table1Config, commands
     from medref_cli.workspace import Workspace
 
     if launcher not in ("inline", "local", "slurm"):

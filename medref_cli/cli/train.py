@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medref_cli.cli.options import Labeled, NoProgress, Overwrite, Workdir
+from medref_cli.cli.options import Device, Labeled, NoProgress, Overwrite, PseudoLabels, Workdir
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d",
                                                  help="Prepared dataset (default: the only one in the workspace).")]
@@ -27,7 +27,6 @@ TextEncoder = Annotated[str | None, typer.Option(
     "--text-encoder", "--text", help="Local HF encoder dir or hub id (default: minilm); none: image-only baseline.")]
 Encoder = Annotated[str | None, typer.Option(
     "--encoder", help="Image encoder: convnext (default) | unet (BasicUNet-style).")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 
 
 def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None,
@@ -65,7 +64,7 @@ def pretrain(
     encoder: Encoder = None,
     logger: Logger = None,
     device: Device = "auto",
-    pseudo_labels: Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]
+    pseudo_labels: PseudoLabels
     = None,
     resume: Resume = False,
     overwrite: Overwrite = False,

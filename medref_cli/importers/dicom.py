@@ -41,7 +41,7 @@ def load_dicom(path: Path, fixes: list[str] | None = None) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     fixes = fixes if fixes is not None else []
-    from medref_cli.imaging import check_pixels
+    from medref_cli.image_limits import check_pixels
 
     try:
         ds = pydicom.dcmread(path)

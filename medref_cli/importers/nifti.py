@@ -21,7 +21,7 @@ LUNG_WINDOW = (-1350.0, 150.0)
 def load_volume(path: Path) -> np.ndarray:
     import nibabel as nib
 
-    from medref_cli.imaging import check_pixels
+    from medref_cli.image_limits import check_pixels
 
     try:
         img = nib.load(str(path))

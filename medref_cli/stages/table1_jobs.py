@@ -15,7 +15,8 @@ from typing import Any
 
 from medref_cli.errors import MedrefError
 from medref_cli.result_schemas import load_summary
-from medref_cli.stages.table1 import Cell, Table1Config, matrix, run_guarded
+from medref_cli.stages.table1_cells import run_guarded
+from medref_cli.stages.table1_matrix import Cell, Table1Config, matrix
 from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)

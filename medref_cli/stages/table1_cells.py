@@ -1,0 +1,100 @@
+"""Running one Table 1 cell: its dataset prepared once, then split -> pretrain / semi-train -> evaluate; an
+evaluated cell is skipped, an interrupted run resumed, a failure recorded on the cell."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from medref_cli.config import METHODS, TrainRequest
+from medref_cli.errors import MedrefError
+from medref_cli.result_schemas import load_summary
+from medref_cli.stages.table1_matrix import Cell, parse_method
+from medref_cli.training.run_dir import load_run
+from medref_cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def resolve_raw(spec: str, cli_raw: Path | None, name: str) -> Path | str:
+    if spec == "sample":
+        return "sample"
+    if spec == "$RAW":
+        if cli_raw is None:
+            raise MedrefError(f"dataset {name!r} needs raw data: pass --raw DIR (make ... RAW=DIR)")
+        return cli_raw
+    if spec in ("$QATA", "$MOSMED"):
+        env = "MEDREF_QATA_RAW" if spec == "$QATA" else "MEDREF_MOSMED_RAW"
+        if not os.environ.get(env):
+            raise MedrefError(f"dataset {name!r} needs ${env}")
+        return Path(os.environ[env])
+    return Path(spec).expanduser()
+
+
+def ensure_dataset(ws: Workspace, ds: dict[str, Any], raw: Path | str) -> None:
+    from medref_cli.stages.prepare import PrepareConfig
+    from medref_cli.stages.prepare import run as prepare
+
+    if (ws.dataset_dir(ds["name"]) / "dataset.json").is_file():
+        return
+    if raw == "sample":
+        from medref_cli.synthetic import write_sample_data
+        from medref_cli.workspace import staged_dir
+
+        raw_root = ws.root / "raw" / "sample"
+        if not raw_root.is_dir():
+            with staged_dir(raw_root, overwrite=True) as tmp:
+                write_sample_data(tmp)
+        raw = raw_root / ds["name"]
+    prepare(PrepareConfig(ds["kind"], Path(raw), ds["name"]), ws)
+
+
+def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = False) -> None:
+    from medref_cli.stages import pretrain, semi_train
+    from medref_cli.stages.evaluate import EvaluateConfig
+    from medref_cli.stages.evaluate import run as evaluate
+
+    base, ablation = parse_method(cell.method)
+    overrides = {k: dict(prof.get(k) or {}) for k in ("model", "train", "method")}
+    overrides["method"].update(ablation)
+    if cell.budget is not None:
+        overrides["train"]["max_minutes"] = cell.budget
+        if prof.get("epochs_per_minute"):  # the epoch cap grows with the budget, so the budget ends the run
+            overrides["train"]["epochs"] = math.ceil(float(prof["epochs_per_minute"]) * cell.budget)
+    stage = METHODS[base].stage
+    req = TrainRequest(stage=stage, method=base, labeled=cell.ratio, dataset=cell.dataset, seed=cell.seed,
+                       preset=prof["preset"], overrides=overrides, name=cell.run_name)
+    run = ws.runs / req.name
+    cell.run = str(run)
+    summary = run / "eval-test" / "summary.json"
+    if summary.is_file():
+        cell.summary, cell.status = load_summary(summary), "done (cached)"
+        return
+    if collect:
+        cell.status = "missing"
+        return
+    t0 = time.time()
+    finished = (run / "run.json").is_file() and load_run(run).status not in ("running", "failed")
+    if not finished:
+        req.resume = (run / "checkpoint_latest.pt").is_file()
+        req.overwrite = not req.resume
+        (pretrain.run if stage == "pretrain" else semi_train.run)(req, ws)
+    cell.summary, _ = evaluate(EvaluateConfig(str(run), overlays=2), ws)
+    cell.status, cell.wall_s = "done", time.time() - t0
+
+
+def run_guarded(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool, where: str) -> None:
+    """run_cell; a failure is recorded on the cell and logged, and the matrix goes on."""
+    try:
+        run_cell(ws, prof, cell, collect)
+    except Exception as exc:  # a failed cell is reported; the matrix goes on
+        cell.status, cell.error = "failed", f"{exc.__class__.__name__}: {exc}"
+        log.error("cell %s %s failed: %s", where, cell.run_name, cell.error)
+        return
+    if cell.summary:
+        log.info("cell %s %s: %s, global Dice %.4f (%.1f s)", where, cell.run_name, cell.status,
+                 cell.summary.global_dice, cell.wall_s)
