@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 STAGES = ["prepare", "split", "pretrain", "semi-train", "pseudo-label", "evaluate", "predict", "table1"]
@@ -46,6 +48,7 @@ def test_workdir_option_beats_env(cli, workdir, tmp_path):
     assert (other / "datasets" / "qata" / "dataset.json").is_file() and not workdir.exists()
 
 
+@pytest.mark.slow  # trains
 def test_eval_model_comes_from_the_config_unless_the_option_says(cli, workdir, tmp_path):
     assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
     cfg = tmp_path / "c.yaml"

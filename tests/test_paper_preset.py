@@ -46,6 +46,7 @@ def _paper_model(text_dir):
     return cfg, text, model, count_parameters
 
 
+@pytest.mark.slow  # a 224-px ConvNeXt-T forward and step
 def test_paper_preset_shape_parameters_step_and_predict(bert_dir):
     from monai.losses import DiceCELoss
 

@@ -26,6 +26,7 @@ def test_killed_prepare_leaves_nothing_and_rerun_completes(cli, workdir):
     assert not stale.exists() and (workdir / "datasets" / "qata" / "dataset.json").is_file()
 
 
+@pytest.mark.slow  # trains
 def test_second_writer_is_refused_and_stale_lock_taken_over(cli, workdir):
     assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
     run = workdir / "runs" / "locked"
@@ -100,6 +101,7 @@ def test_seed_drives_split_and_training(cli, workdir):
     assert json.loads((run / "split.json").read_text())["seed"] == 7
 
 
+@pytest.mark.slow  # trains
 def test_resume_without_checkpoint_and_rerun_without_flags_are_refused(cli, workdir):
     assert cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini").exit_code == 0
     res = cli("pretrain", "-d", "qata", "-l", "50%", "--preset", "tiny", "--resume", "--name", "x")

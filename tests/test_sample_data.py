@@ -1,9 +1,12 @@
 import filecmp
 
+import pytest
+
 from conftest import REPO
 from medref_cli.synthetic import write_sample_data
 
 
+@pytest.mark.slow  # regenerates the whole sample set
 def test_regenerating_sample_data_gives_identical_files(tmp_path):
     write_sample_data(tmp_path)
     committed = REPO / "sample_data"
