@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from medref_cli.artifacts import load_run, load_summary
 from medref_cli.plots import line_plot
-from medref_cli.result_schemas import load_summary
 from medref_cli.stages.table1_render import _mean_std as mean_std  # (mean, sample std, n), as table1's cells
-from medref_cli.training.run_dir import load_run, read_metrics
+from medref_cli.training.run_dir import read_metrics
 from medref_cli.workspace import write_bytes_atomic
 
 

@@ -1,13 +1,21 @@
-"""Schemas of the artifacts stages exchange: the dataset manifest and the split file.
+"""Every artifact stages exchange, with its schema, and the one loader that reads them (`load_artifact`).
 
-Each artifact is JSON with a `schema_version`; readers refuse other versions and name the command
-that produces a missing artifact.
+- `datasets/<name>/dataset.json`: `DatasetManifest` (`medref prepare`)
+- `splits/<dataset>-<ratio>-s<seed>.json`: `SplitSpec` (`medref split`)
+- `runs/<run>/run.json`: `RunInfo` (`pretrain` / `semi-train`)
+- `runs/<run>/eval-<split>/summary.json`: `EvalSummary`, and `per_case.csv` with `PER_CASE_HEADER` (`evaluate`)
+- `runs/<run>/pseudo-labels-<split>/pseudo_labels.json` and `audit.json`: `PseudoLabelSet`, `PseudoLabelAudit`
+  (`pseudo-label`)
+
+Each is JSON with a `schema_version` (a file written before the field existed reads as version 1). One rule for
+all: `load_artifact` names the command that produces a missing file, refuses another version, and names a
+malformed file; fields it does not know are ignored (a newer writer's additions).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +24,28 @@ from medref_cli.workspace import Workspace, read_json, write_json_atomic
 
 DATASET_SCHEMA = 1
 SPLIT_SCHEMA = 1
+RUN_SCHEMA = 1
+EVAL_SCHEMA = 1
+AUDIT_SCHEMA = 1
+PSEUDO_SCHEMA = 1
 SPLIT_NAMES = ("train", "val", "test")
+
+
+def load_artifact(cls: type, path: Path, version: int, producer: str) -> Any:
+    """`path` read as the dataclass `cls`: a missing file names `producer`, another `schema_version` is refused,
+    a malformed file is named; unknown fields are ignored."""
+    data = read_json(path, producer)
+    if not isinstance(data, dict):
+        raise MedrefError(f"{path}: expected a JSON object")
+    data.setdefault("schema_version", 1)
+    if data["schema_version"] != version:
+        raise MedrefError(f"{path}: schema version {data['schema_version']!r} is not supported (expected {version}); "
+                          f"re-run `{producer}`")
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except (TypeError, KeyError, ValueError) as exc:
+        raise MedrefError(f"{path}: malformed ({exc})") from None
 
 
 @dataclass
@@ -85,18 +114,11 @@ def load_dataset(ws: Workspace, name: str) -> tuple[DatasetManifest, Path]:
 
 def load_manifest(folder: Path) -> DatasetManifest:
     path = folder / "dataset.json"
-    data = read_json(path, "medref prepare")
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != DATASET_SCHEMA:
-        raise MedrefError(
-            f"{path}: schema version {version!r} is not supported (expected {DATASET_SCHEMA}); "
-            f"re-run `medref prepare ... --overwrite`"
-        )
+    manifest = load_artifact(DatasetManifest, path, DATASET_SCHEMA, "medref prepare ... --overwrite")
     try:
-        records = [Record(**r) for r in data.pop("records")]
-        manifest = DatasetManifest(records=records, **data)
-    except (TypeError, KeyError) as exc:
-        raise MedrefError(f"{path}: malformed manifest ({exc})") from None
+        manifest.records = [r if isinstance(r, Record) else Record(**r) for r in manifest.records]
+    except TypeError as exc:
+        raise MedrefError(f"{path}: malformed ({exc})") from None
     root = folder.resolve()
     for r in manifest.records:
         for rel in (r.image, r.mask):
@@ -133,13 +155,127 @@ class SplitSpec:
 
 
 def load_split(path: Path) -> SplitSpec:
-    data = read_json(path, "medref split")
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SPLIT_SCHEMA:
-        raise MedrefError(f"{path}: split schema version {version!r} is not supported (expected {SPLIT_SCHEMA})")
-    try:
-        spec = SplitSpec(**data)
-    except TypeError as exc:
-        raise MedrefError(f"{path}: malformed split file ({exc})") from None
+    spec = load_artifact(SplitSpec, path, SPLIT_SCHEMA, "medref split")
     spec.check_disjoint(str(path))
     return spec
+
+
+@dataclass
+class RunInfo:
+    stage: str  # pretrain | semi-train
+    method: str
+    dataset: str
+    dataset_hash: str
+    split_file: str
+    ratio: str
+    seed: int
+    preset: str
+    text_encoder: str
+    status: str = "running"  # running | finished | stopped-early | budget-reached | failed
+    epochs_done: int = 0
+    best_epoch: int | None = None
+    best_val_dice: float | None = None
+    eval_model: str = "student"
+    init_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = RUN_SCHEMA
+
+    def save(self, run: Path) -> None:
+        write_json_atomic(run / "run.json", asdict(self))
+
+
+def load_run(run: Path) -> RunInfo:
+    """`<run>/run.json`, checked."""
+    return load_artifact(RunInfo, run / "run.json", RUN_SCHEMA, "medref pretrain` or `medref semi-train")
+
+
+# A "protocols" block is `{"global": {"dice", "iou"}, "per_image": {"dice", "iou"}}` in [0, 1]
+# (`training.metrics.summarize`).
+PER_CASE_HEADER = ("id", "caption", "zones", "tp", "fp", "fn", "dice", "iou")
+PER_CASE_ABLATION = ("dice_shuffled_text", "dice_empty_text")
+PROTOCOL_NOTES = {
+    "global": "tp/fp/fn pooled over all pixels of the split (Ariadne's Thread / torchmetrics style)",
+    "per_image": "mean over images of per-image Dice/IoU (LViT style); empty truth and empty prediction = 1",
+}
+
+
+@dataclass
+class EvalSummary:
+    run: str
+    split: str
+    checkpoint: str
+    n_images: int
+    model_image_size: int
+    eval_model: str
+    protocols: dict[str, dict[str, float]]
+    per_zone: dict[str, dict[str, float]]  # zone name -> {"dice", "iou"} (global protocol inside the zone)
+    per_laterality: dict[str, dict[str, Any]]  # left | right | both | none -> {"n", "global", "per_image"}
+    text_ablation: dict[str, Any] | None = None  # shuffled / empty protocols and the global-Dice gaps
+    side_gate: bool = False
+    threshold: float = 0.5
+    checkpoint_epoch: int | None = None  # the epoch whose weights were scored
+    run_in_progress: bool = False  # the run was still training: a later evaluation may score other weights
+    protocol_notes: dict[str, str] = field(default_factory=lambda: dict(PROTOCOL_NOTES))
+    schema_version: int = EVAL_SCHEMA
+
+    @property
+    def global_dice(self) -> float:
+        return self.protocols["global"]["dice"]
+
+    @property
+    def shuffled_gap(self) -> float | None:
+        return None if self.text_ablation is None else self.text_ablation["gap_global_dice_shuffled"]
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, asdict(self))
+
+
+@dataclass
+class PseudoLabelAudit:
+    n_images: int
+    model: str  # teacher | student
+    zone_agreement_exact: float | None  # share of images whose predicted zones equal the caption's
+    zone_agreement_per_bit: float | None
+    with_ground_truth: int  # images with a real mask (scored below)
+    dice_all: dict[str, dict[str, float]] | None = None  # protocols against the real masks
+    dice_by_confidence: list[dict[str, Any]] = field(default_factory=list)  # per mean-confidence bucket
+    schema_version: int = AUDIT_SCHEMA
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, asdict(self))
+
+
+def load_summary(path: Path) -> EvalSummary:
+    """`eval-<split>/summary.json`, checked."""
+    summary = load_artifact(EvalSummary, path, EVAL_SCHEMA, "medref evaluate RUN")
+    try:
+        float(summary.global_dice)
+    except (KeyError, TypeError, ValueError):
+        raise MedrefError(f"{path}: malformed (no protocols.global.dice)") from None
+    return summary
+
+
+def load_audit(path: Path) -> PseudoLabelAudit:
+    """`pseudo-labels-<split>/audit.json`, checked."""
+    return load_artifact(PseudoLabelAudit, path, AUDIT_SCHEMA, "medref pseudo-label RUN")
+
+@dataclass
+class PseudoLabelSet:
+    """`pseudo-labels-<split>/pseudo_labels.json`: one entry per image (`id`, `mask`, `prob`, `caption_zones`,
+    `predicted_zones`, `zones_agree`, `mean_confidence`); mask and probability PNG paths relative to its folder."""
+
+    run: str
+    model: str  # teacher | student
+    dataset: str
+    dataset_hash: str
+    split: str
+    entries: list[dict[str, Any]]
+    schema_version: int = PSEUDO_SCHEMA
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, asdict(self))
+
+
+def load_pseudo_labels(path: Path) -> PseudoLabelSet:
+    """`pseudo-labels-<split>/pseudo_labels.json`, checked."""
+    return load_artifact(PseudoLabelSet, path, PSEUDO_SCHEMA, "medref pseudo-label RUN")

@@ -1,8 +1,5 @@
-"""The `pseudo-label` output read back as training data, and the zone check it records.
-
-`<run>/pseudo-labels-<split>/pseudo_labels.json` (schema `PSEUDO_SCHEMA`): run, model, dataset, dataset_hash,
-split and one entry per image (`id`, `mask`, `prob`, `caption_zones`, `predicted_zones`, `zones_agree`,
-`mean_confidence`); masks are `{0,255}` PNGs at the prepared size, paths relative to that folder.
+"""The `pseudo-label` output (`artifacts.PseudoLabelSet`) read back as training data, and the zone check it
+records. Masks are `{0,255}` PNGs at the prepared size, paths relative to the output folder.
 """
 
 from __future__ import annotations
@@ -11,10 +8,9 @@ from pathlib import Path
 
 import torch
 
+from medref_cli.artifacts import load_pseudo_labels
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import read_json
 
-PSEUDO_SCHEMA = 1
 ZONE_MIN_SHARE = 0.01  # a zone is seen in a mask when the mask covers at least this share of its region
 
 
@@ -33,17 +29,15 @@ def extra_labeled(pl_dir: Path, manifest, folder: Path, spec) -> list[dict]:  # 
     manifest/folder: the prepared dataset; spec: the split. Masks are read from `pl_dir` only: an entry whose
     mask path leaves `pl_dir` (`../`, an absolute path, a symlink out) is refused.
     """
-    meta = read_json(pl_dir / "pseudo_labels.json", "medref pseudo-label RUN")
-    if not isinstance(meta, dict) or meta.get("schema_version") != PSEUDO_SCHEMA:
-        raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: unsupported pseudo-label schema")
-    if meta.get("dataset_hash") != manifest.dataset_hash:
+    meta = load_pseudo_labels(pl_dir / "pseudo_labels.json")
+    if meta.dataset_hash != manifest.dataset_hash:
         raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: made for another dataset version than {manifest.name!r}")
     from medref_cli.training.data import items
 
     allowed = set(spec.train_unlabeled)
     base = pl_dir.resolve()
     masks: dict[str, Path] = {}
-    for e in meta["entries"]:
+    for e in meta.entries:
         if e["id"] not in allowed:
             continue
         mask = (pl_dir / e["mask"]).resolve()

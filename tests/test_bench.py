@@ -23,8 +23,7 @@ def _fake_run(root, name, seed, dice, minutes):
     """A run folder with what `bench.ssl_study` reads: run.json, metrics.jsonl, eval-test/summary.json."""
     import json
 
-    from medref_cli.result_schemas import EvalSummary
-    from medref_cli.training.run_dir import RunInfo
+    from medref_cli.artifacts import EvalSummary, RunInfo
 
     run = root / name
     (run / "eval-test").mkdir(parents=True)

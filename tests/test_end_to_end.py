@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medref_cli.result_schemas import load_audit, load_summary
+from medref_cli.artifacts import load_audit, load_summary
 from medref_cli.stages.evaluate import EvaluateConfig
 from medref_cli.stages.evaluate import run as evaluate
 from medref_cli.stages.prepare import PrepareConfig

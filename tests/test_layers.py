@@ -54,3 +54,30 @@ def test_no_import_circle():
             visit(m)
     assert graph["medref_cli.stages.table1_jobs"] and "medref_cli.stages.table1" not in graph[
         "medref_cli.stages.table1_jobs"]
+
+
+def test_every_artifact_is_read_by_the_one_loader(tmp_path):
+    """Each artifact's loader names its producer for a missing file and refuses another schema version, alike."""
+    import json
+
+    import pytest
+
+    from medref_cli import artifacts
+    from medref_cli.errors import MedrefError
+
+    loaders = {
+        "split.json": artifacts.load_split, "summary.json": artifacts.load_summary,
+        "audit.json": artifacts.load_audit, "pseudo_labels.json": artifacts.load_pseudo_labels,
+    }
+    for name, load in loaders.items():
+        with pytest.raises(MedrefError, match=r"not found; run `medref"):
+            load(tmp_path / name)
+        (tmp_path / name).write_text(json.dumps({"schema_version": 99}))
+        with pytest.raises(MedrefError, match=rf"{name}: schema version 99 is not supported \(expected 1\)"):
+            load(tmp_path / name)
+    (tmp_path / "run.json").write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(MedrefError, match="run.json: schema version 99 is not supported"):
+        artifacts.load_run(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(MedrefError, match="dataset.json: schema version 99 is not supported"):
+        artifacts.load_manifest(tmp_path)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from medref_cli.artifacts import PSEUDO_SCHEMA, load_audit
 from medref_cli.errors import MedrefError
-from medref_cli.pseudo_labels import PSEUDO_SCHEMA, extra_labeled, predicted_zones
-from medref_cli.result_schemas import load_audit
+from medref_cli.pseudo_labels import extra_labeled, predicted_zones
 from medref_cli.stages.pseudo_label import make_audit
 
 
@@ -26,7 +26,8 @@ def _setup(tmp_path, mask_path, ids=("a", "b")):
     for rid in ids:
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(pl / "masks" / f"{rid}.png")
     entries = [{"id": rid, "mask": mask_path.format(rid=rid)} for rid in ids]
-    (pl / "pseudo_labels.json").write_text(json.dumps({"schema_version": PSEUDO_SCHEMA, "dataset_hash": "h",
+    (pl / "pseudo_labels.json").write_text(json.dumps({"schema_version": PSEUDO_SCHEMA, "run": "r", "model": "teacher",
+                                                       "dataset": "d", "dataset_hash": "h", "split": "train_unlabeled",
                                                        "entries": entries}))
     manifest = SimpleNamespace(dataset_hash="h", name="d", by_id=lambda: {r: _record(r) for r in ids})
     spec = SimpleNamespace(train_unlabeled=["a"])

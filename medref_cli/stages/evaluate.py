@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary
 from medref_cli.errors import MedrefError
 from medref_cli.report_zones import caption_zones
-from medref_cli.result_schemas import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
 from medref_cli.zone_masks import laterality, side_mask, zone_regions

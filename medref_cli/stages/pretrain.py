@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medref_cli.artifacts import RunInfo
 from medref_cli.config import TrainRequest
-from medref_cli.training.run_dir import RunInfo
 from medref_cli.training.setup import build
 from medref_cli.workspace import Workspace
 

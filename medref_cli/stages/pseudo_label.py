@@ -11,16 +11,15 @@ Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from medref_cli.artifacts import PseudoLabelAudit, PseudoLabelSet
 from medref_cli.errors import MedrefError
-from medref_cli.pseudo_labels import PSEUDO_SCHEMA, predicted_zones
-from medref_cli.result_schemas import PseudoLabelAudit
+from medref_cli.pseudo_labels import predicted_zones
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
 
@@ -55,9 +54,8 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"
     with staged_dir(out_dir, cfg.overwrite) as tmp:
         entries, scored = _label(cfg, tr, data, tmp)
-        meta = {"schema_version": PSEUDO_SCHEMA, "run": tr.path.name, "model": used, "dataset": tr.info.dataset,
-                "dataset_hash": tr.manifest.dataset_hash, "split": cfg.split, "entries": entries}
-        (tmp / "pseudo_labels.json").write_text(json.dumps(meta, indent=1) + "\n")
+        PseudoLabelSet(run=tr.path.name, model=used, dataset=tr.info.dataset, dataset_hash=tr.manifest.dataset_hash,
+                       split=cfg.split, entries=entries).save(tmp / "pseudo_labels.json")
         audit = make_audit(entries, scored, used)
         audit.save(tmp / "audit.json")
     return audit, out_dir

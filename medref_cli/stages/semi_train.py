@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from medref_cli.artifacts import RunInfo
 from medref_cli.config import TrainRequest, check_semi_method, method_config
 from medref_cli.errors import MedrefError
-from medref_cli.training.run_dir import RunInfo
 from medref_cli.training.setup import build
 from medref_cli.workspace import Workspace
 

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medref_cli.artifacts import load_run, load_summary
 from medref_cli.config import METHODS, TrainRequest
 from medref_cli.errors import MedrefError
-from medref_cli.result_schemas import load_summary
 from medref_cli.stages.table1_matrix import Cell, parse_method
-from medref_cli.training.run_dir import load_run
 from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)

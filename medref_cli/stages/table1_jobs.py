@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medref_cli.artifacts import load_summary
 from medref_cli.errors import MedrefError
-from medref_cli.result_schemas import load_summary
 from medref_cli.stages.table1_cells import run_guarded
 from medref_cli.stages.table1_matrix import Cell, Table1Config, matrix
 from medref_cli.workspace import Workspace

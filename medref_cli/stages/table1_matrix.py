@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medref_cli.artifacts import EvalSummary
 from medref_cli.config import METHODS, RECIPES, load_yaml
 from medref_cli.errors import MedrefError
-from medref_cli.result_schemas import EvalSummary
 from medref_cli.workspace import Workspace
 
 

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medref_cli.result_schemas import EvalSummary
+from medref_cli.artifacts import EvalSummary, load_run
 from medref_cli.stages.table1_matrix import Cell
-from medref_cli.training.run_dir import load_run
 from medref_cli.workspace import Workspace, write_bytes_atomic
 
 METRICS = ("dice", "iou", "shuffled")  # table columns per ratio/budget: global Dice, IoU, shuffled-text Dice

@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Sampler
 
+from medref_cli.artifacts import RunInfo
 from medref_cli.config import ModelConfig, TrainConfig
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
@@ -33,7 +34,7 @@ from medref_cli.training.data import eval_dataset, loader, train_dataset, withou
 from medref_cli.training.inference import THRESHOLD, autocast, predict_probs
 from medref_cli.training.method import Method
 from medref_cli.training.metrics import confusion, summarize
-from medref_cli.training.run_dir import RunInfo, append_metrics, read_metrics, restore_metrics
+from medref_cli.training.run_dir import append_metrics, read_metrics, restore_metrics
 from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
 from medref_cli.workspace import run_lock
 

@@ -1,4 +1,5 @@
-"""The run folder contract: everything that produced a model sits beside it.
+"""The run folder contract: everything that produced a model sits beside it (`run.json` is
+`artifacts.RunInfo`).
 
 `<workdir>/runs/<name>/`: `run.json` (this schema), `config.yaml` (resolved), `split.json` (copy of the
 split used), `checkpoint_latest.pt`, `checkpoint_best.pt`, `metrics.jsonl` (one line per epoch),
@@ -9,48 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import read_json, write_json_atomic
-
-RUN_SCHEMA = 1
-
-
-@dataclass
-class RunInfo:
-    stage: str  # pretrain | semi-train
-    method: str
-    dataset: str
-    dataset_hash: str
-    split_file: str
-    ratio: str
-    seed: int
-    preset: str
-    text_encoder: str
-    status: str = "running"  # running | finished | stopped-early | budget-reached | failed
-    epochs_done: int = 0
-    best_epoch: int | None = None
-    best_val_dice: float | None = None
-    eval_model: str = "student"
-    init_from: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    schema_version: int = RUN_SCHEMA
-
-    def save(self, run: Path) -> None:
-        write_json_atomic(run / "run.json", asdict(self))
-
-
-def load_run(run: Path) -> RunInfo:
-    data = read_json(run / "run.json", "medref pretrain` or `medref semi-train")
-    if not isinstance(data, dict) or data.get("schema_version") != RUN_SCHEMA:
-        raise MedrefError(f"{run / 'run.json'}: unsupported run schema {data.get('schema_version')!r}")
-    try:
-        return RunInfo(**data)
-    except TypeError as exc:
-        raise MedrefError(f"{run / 'run.json'}: malformed ({exc})") from None
 
 
 def resolve_run(path_or_name: str | Path, runs_dir: Path) -> Path:

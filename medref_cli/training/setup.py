@@ -166,7 +166,7 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001,
     """(preset, config, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
     import yaml
 
-    from medref_cli.training.run_dir import load_run
+    from medref_cli.artifacts import load_run
 
     if not (run / "checkpoint_latest.pt").is_file():
         raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
@@ -195,7 +195,7 @@ def _write_config(run: Path, preset: str, config: dict[str, Any]) -> None:
 
 def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path, preset: str,  # noqa: ANN001
              config: dict[str, Any], rank: int) -> Any:
-    from medref_cli.training.run_dir import RunInfo
+    from medref_cli.artifacts import RunInfo
 
     if rank == 0:
         _claim_new_run(run, req.overwrite)

@@ -36,9 +36,9 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
              with_dataset: bool = True) -> TrainedRun:
     """`run` as a folder or a name under `<workdir>/runs/`; `which` = best | latest. With `with_dataset` the
     prepared dataset is loaded and must be the version the run was trained on."""
-    from medref_cli.artifacts import load_dataset, load_split
+    from medref_cli.artifacts import load_dataset, load_run, load_split
     from medref_cli.model import checkpoint
-    from medref_cli.training.run_dir import load_run, resolve_run
+    from medref_cli.training.run_dir import resolve_run
     from medref_cli.training.setup import flush_denormals, pick_device
 
     if which not in ("best", "latest"):
