@@ -16,12 +16,14 @@ at 0.01, 0.22 after 35 epochs at 1.0); they start it at 1.0. `paper` keeps 0.01 
 
 Recipes (semi-train):
 A recipe is a named set of field values laid over the preset and under the user's `--config` file and
-options, so any one difference can still be switched alone:
+options, so any one difference can still be switched alone. `MethodConfig`'s defaults are the official values,
+so the `official` recipe sets only the schedule; `RunConfig` is the result of every layer, saved whole:
 
 | field                 | `official` (aierwaixi/Semi-MedRef b9cd4b7)      | `medref`                                  |
 |-----------------------|-------------------------------------------------|-------------------------------------------|
 | sup_loss              | dice (MONAI 1.0.1's single-channel CE term is 0) | dice_ce                                   |
 | unsup_loss            | dice on 1[p >= 0.5], every pixel                 | masked_bce_dice (confident pixels)        |
+| pseudo_thresh_no_mix  | 0.55 (the hard pseudo-label without T-PatchMix)  | 0.5                                       |
 | burn_in_teacher       | ema (keeps averaging at ema_start)               | copy                                      |
 | pos_aug_first         | true (T-PatchMix reads the augmented phrases)    | false                                     |
 | itc_unlabeled_view    | weak (separate pass, original text)              | mixed (the student's own pass)            |
@@ -152,10 +154,10 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if cls is TrainConfig and isinstance(values.get("zoom"), list):
+        values = {**values, "zoom": tuple(values["zoom"])}  # YAML gives a list
     obj = cls(**values)
     check_fields(obj, where)
-    if isinstance(obj, TrainConfig):
-        obj.zoom = tuple(obj.zoom)  # type: ignore[assignment]
     return obj
 
 
@@ -281,10 +283,10 @@ class MethodConfig:
     t_patchmix: bool = True
     pos_aug: bool = True
     itcl: bool = True
-    sup_loss: str = "dice_ce"  # dice_ce | dice
-    unsup_loss: str = "masked_bce_dice"  # dice: Dice on the hard pseudo-label over every pixel (ref)
+    sup_loss: str = "dice"  # dice (ref: MONAI 1.0.1's DiceCE with a 0 CE term) | dice_ce
+    unsup_loss: str = "dice"  # dice: Dice on the hard pseudo-label over every pixel (ref) | masked_bce_dice
     pseudo_thresh: float = 0.5  # hard pseudo-label 1[p >= t] with T-PatchMix on (ref 0.5)
-    pseudo_thresh_no_mix: float = 0.5  # ... and with T-PatchMix off (ref 0.55)
+    pseudo_thresh_no_mix: float = 0.55  # ... and with T-PatchMix off (ref)
     conf_thresh: float = 0.55  # masked_bce_dice: teacher confidence for a pixel to count in L_u
     side_gate: bool = False  # zero the teacher's probability in the image half a one-lung report does not name
     feature_dropout: float = 0.0  # UniMatch-style channel dropout on the unlabelled student's encoder features
@@ -312,18 +314,16 @@ class MethodConfig:
     eval_model: str = "student"  # student | teacher
 
 
-# Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table).
+# Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table); `official` changes
+# no method field, since MethodConfig's defaults are the official values.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "official": {
-        "method": {"sup_loss": "dice", "unsup_loss": "dice", "pseudo_thresh": 0.5, "pseudo_thresh_no_mix": 0.55,
-                   "burn_in_teacher": "ema", "pos_aug_first": True, "itc_unlabeled_view": "weak",
-                   "itc_empty_positive": False, "side_gate": False, "feature_dropout": 0.0, "cutmix": False,
-                   "unsup_weight": 0.3,
-                   "mix_prob": 0.08, "eval_model": "student"},
+    "official": {  # MethodConfig's defaults are the official values
+        "method": {},
         "train": {"anneal_factor": 2.0},
     },
     "medref": {
-        "method": {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "burn_in_teacher": "copy",
+        "method": {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5,
+                   "burn_in_teacher": "copy",
                    "pos_aug_first": False, "itc_unlabeled_view": "mixed", "itc_empty_positive": True,
                    "side_gate": True, "feature_dropout": 0.5, "cutmix": True, "cutmix_sides": True,
                    "unsup_weight": 1.0, "mix_prob": 0.25,
@@ -448,9 +448,59 @@ def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
     return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{req.new_run_seed}"])
 
 
-def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The run's config, checked: preset, then (semi-train) the recipe, then the `--config` file, then the
-    command-line options. The recipe is the one the options name, else the file's, else the default."""
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is configured with, after every layer (preset, recipe, `--config` file, command-line
+    options, `--init`, the method's own fields): what `config.yaml` and each checkpoint hold (`to_dict`), and
+    what loading them gives back, equal field for field (`from_saved`). `method` is None for `pretrain`."""
+
+    preset: str
+    model: ModelConfig
+    train: TrainConfig
+    method: MethodConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"model": {...}, "train": {...}[, "method": {...}]}`, plain YAML / JSON values, every field."""
+        out = {"model": asdict(self.model), "train": asdict(self.train)}
+        out["train"]["zoom"] = list(self.train.zoom)
+        if self.method is not None:
+            out["method"] = asdict(self.method)
+        return out
+
+    def to_yaml(self) -> bytes:
+        """`config.yaml` of a run: the preset and the whole config."""
+        import yaml
+
+        return yaml.safe_dump({"preset": self.preset, "config": self.to_dict()}, sort_keys=False).encode()
+
+    @classmethod
+    def build(cls, preset: str, config: dict[str, Any], method: str | None, where: str = "config") -> RunConfig:
+        """From a config dict (`to_dict`'s form), checked; `method` names the semi-train method (None: pretrain)."""
+        values = copy.deepcopy(config)
+        return cls(preset, model_config(values["model"], f"{where}: model"),
+                   train_config(values["train"], f"{where}: train"),
+                   method_config(dict(values.get("method") or {}, name=method), f"{where}: method")
+                   if method is not None else None)
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any], method: str | None, where: str = "config.yaml") -> RunConfig:
+        """A run's `config.yaml` content. One written before the whole config was saved (a method block without
+        `name`, holding only the preset's and the recipe's fields) is completed with the defaults of its time."""
+        config = copy.deepcopy(saved["config"])
+        block = config.get("method")
+        if method is not None and isinstance(block, dict) and "name" not in block:
+            config["method"] = {**LEGACY_METHOD_DEFAULTS, **block}
+        return cls.build(saved["preset"], config, method, where)
+
+
+# MethodConfig defaults before they became the official values (2026-12-01), for config.yaml files of that time
+LEGACY_METHOD_DEFAULTS = {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5}
+
+
+def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
+    """The run's config, checked, before any folder exists: preset, then (semi-train) the recipe, then the
+    `--config` file, then the command-line options; the method's registry entry fixes its own fields last. The
+    recipe is the one the options name, else the file's, else the default."""
     layers = [(file_cfg, str(req.config_file or "config"))]
     if req.stage == "semi-train":
         recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
@@ -458,16 +508,12 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> dict[str, Any
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
     config = resolve(req.new_run_preset, req.overrides, "command-line options", layers)
     config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
-    try:  # refuse a bad config before any folder exists
-        model_config(copy.deepcopy(config["model"]), "model")
-        train_config(copy.deepcopy(config["train"]), "train")
-        if req.stage == "semi-train":
-            method_config(dict(config.get("method", {}), name=req.method), "method")
+    try:
+        return RunConfig.build(req.new_run_preset, config, req.method if req.stage == "semi-train" else None)
     except MedrefError as exc:
         if req.config_file is None:
             raise
         raise MedrefError(f"{req.config_file} (or an option): {exc}") from None
-    return config
 
 
 def _plain(value: Any) -> Any:
@@ -476,7 +522,7 @@ def _plain(value: Any) -> Any:
 
 
 def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any,
-                  file_cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+                  file_cfg: dict[str, Any]) -> tuple[RunConfig, list[str]]:
     """The run's saved config with what `--resume` may change applied (RESUMABLE); (config, applied changes).
     Any other change (preset, labelled share, seed, method, a model or method field) is a one-line error."""
     fixed = [("--preset", req.preset, saved["preset"]), ("--labeled", req.labeled, info.ratio),
@@ -485,7 +531,8 @@ def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any
         if asked is not None and asked != was:
             raise MedrefError(f"{run}: --resume cannot change {option} ({was} -> {asked}); start a new run "
                               f"(--name) or pass --overwrite")
-    config = copy.deepcopy(saved["config"])
+    method = info.method if req.stage == "semi-train" else None
+    config = RunConfig.from_saved(saved, method, f"{run}/config.yaml").to_dict()
     applied = []
     for section, values in merge(file_cfg, req.overrides, "options").items():
         for key, value in (values or {}).items() if isinstance(values, dict) else []:
@@ -498,5 +545,4 @@ def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any
                                   f"change {allowed}; start a new run (--name) or pass --overwrite")
             config[section][key] = value
             applied.append(f"{section}.{key} {was!r} -> {value!r}")
-    train_config(copy.deepcopy(config["train"]), "train")
-    return config, applied
+    return RunConfig.build(saved["preset"], config, method), applied

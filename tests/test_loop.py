@@ -150,5 +150,5 @@ def test_building_a_model_for_training_flushes_denormals(denormals_kept):
     from medref_cli.training.setup import _model
 
     req = TrainRequest(stage="pretrain", method="supervised", labeled="100%", dataset="s", preset="tiny")
-    _model(resolve_config(req, {}), "tiny", "cpu", 1, 0)  # what pretrain / semi-train build their model with
+    _model(resolve_config(req, {}), "cpu", 1, 0)  # what pretrain / semi-train build their model with
     assert not denormals_kept()

@@ -25,7 +25,7 @@ def _req(**kw):
 # --- config layering -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_sets_every_one_of_its_fields(recipe):
-    cfg = resolve_config(_req(overrides={"method": {"recipe": recipe}}), {})
+    cfg = resolve_config(_req(overrides={"method": {"recipe": recipe}}), {}).to_dict()
     for section, values in RECIPES[recipe].items():
         for key, value in values.items():
             assert cfg[section][key] == value, (section, key)
@@ -33,19 +33,18 @@ def test_recipe_sets_every_one_of_its_fields(recipe):
 
 
 def test_default_recipe_is_medref_and_options_beat_the_recipe_and_the_file():
-    assert resolve_config(_req(), {})["method"]["recipe"] == "medref"
+    assert resolve_config(_req(), {}).method.recipe == "medref"
     file_cfg = {"method": {"recipe": "official", "side_gate": True, "unsup_weight": 0.7}}
     cfg = resolve_config(_req(overrides={"method": {"unsup_weight": 0.9}}), file_cfg)
-    assert cfg["method"]["recipe"] == "official" and cfg["method"]["sup_loss"] == "dice"  # the file picks the recipe
-    assert cfg["method"]["side_gate"] is True  # one field switched alone over the recipe
-    assert cfg["method"]["unsup_weight"] == 0.9  # the command line wins
-    assert cfg["train"]["anneal_factor"] == 2.0
+    assert cfg.method.recipe == "official" and cfg.method.sup_loss == "dice"  # the file picks the recipe
+    assert cfg.method.side_gate is True  # one field switched alone over the recipe
+    assert cfg.method.unsup_weight == 0.9  # the command line wins
+    assert cfg.train.anneal_factor == 2.0
 
 
 def test_the_recipes_cutmix_reaches_semi_medref_only():
     def method(name, recipe="medref", **ov):
-        cfg = resolve_config(_req(method=name, overrides={"method": {"recipe": recipe, **ov}}), {})
-        return method_config(dict(cfg["method"], name=name))
+        return resolve_config(_req(method=name, overrides={"method": {"recipe": recipe, **ov}}), {}).method
 
     assert method("semi-medref").cutmix and method("semi-medref").cutmix_sides
     assert not method("semi-medref", "official").cutmix
@@ -54,9 +53,41 @@ def test_the_recipes_cutmix_reaches_semi_medref_only():
     assert method("cutmix").cutmix and not method("cutmix").cutmix_sides
 
 
+@pytest.mark.parametrize(("stage", "method", "recipe"), [
+    ("pretrain", "supervised", None), *[("semi-train", m, r) for m in ("mean-teacher", "cutmix", "semi-medref")
+                                        for r in sorted(RECIPES)]])
+def test_config_yaml_reloads_to_the_identical_run_config(stage, method, recipe):
+    """What `config.yaml` holds is the whole config that ran: reloading it gives the same RunConfig, field for
+    field, for every method and recipe (a method's own fields included: mean-teacher records cutmix false)."""
+    import yaml
+
+    from medref_cli.config import RunConfig
+
+    overrides = {"method": {"recipe": recipe}} if recipe else {}
+    cfg = resolve_config(_req(stage=stage, method=method, overrides=overrides), {})
+    saved = yaml.safe_load(cfg.to_yaml())
+    assert RunConfig.from_saved(saved, method if stage == "semi-train" else None) == cfg
+    if stage == "semi-train":
+        assert saved["config"]["method"]["name"] == method and "pseudo_thresh" in saved["config"]["method"]
+        assert saved["config"]["method"]["cutmix"] is (method == "cutmix" or (method == "semi-medref"
+                                                                             and recipe == "medref"))
+
+
+def test_a_config_yaml_from_before_the_whole_config_was_saved_reads_as_it_ran():
+    """Older config.yaml files hold the preset's and the recipe's method fields only; the rest were the
+    defaults of their time (DiceCE, masked BCE-Dice, 0.5 without T-PatchMix)."""
+    from medref_cli.config import RunConfig
+
+    old = {"preset": "cpu", "config": {**RunConfig.build("cpu", resolve("cpu"), None).to_dict(),
+                                       "method": {"recipe": "medref", "side_gate": True}}}
+    method = RunConfig.from_saved(old, "mean-teacher").method
+    assert (method.sup_loss, method.unsup_loss, method.pseudo_thresh_no_mix) == ("dice_ce", "masked_bce_dice", 0.5)
+    assert method.side_gate and not method.cutmix
+
+
 def test_pretrain_takes_no_recipe():
     cfg = resolve_config(_req(stage="pretrain", method="supervised"), {})
-    assert "recipe" not in cfg.get("method", {}) and cfg["train"]["anneal_factor"] == 1.0
+    assert cfg.method is None and "method" not in cfg.to_dict() and cfg.train.anneal_factor == 1.0
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -180,7 +211,7 @@ def test_step_runs_and_backpropagates(recipe):
     loss, logs = method.step(model, batch_l, batch_u, epoch=3)
     loss.backward()
     assert math.isfinite(loss.item())
-    assert logs["w_u"] == RECIPES[recipe]["method"]["unsup_weight"]
+    assert logs["w_u"] == method.cfg.unsup_weight == (1.0 if recipe == "medref" else 0.3)
     assert {"loss_sup", "loss_u", "loss_itc_l", "loss_itc_u", "pseudo_fg"} <= set(logs)
     assert all(p.grad is not None for p in model.img_proj.parameters())
 

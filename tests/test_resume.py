@@ -12,7 +12,7 @@ RUN = SimpleNamespace(ratio="5%", seed=0, method="semi-medref")
 
 def _saved():
     req = TrainRequest(stage="semi-train", method="semi-medref", labeled="5%", seed=0, preset="cpu")
-    return {"preset": "cpu", "config": resolve_config(req, {})}
+    return {"preset": "cpu", "config": resolve_config(req, {}).to_dict()}
 
 
 def _resume(file_cfg=None, **kw):
@@ -32,7 +32,7 @@ def test_changes_that_resume_applies(overrides, applied):
     assert [d.replace("'", "") for d in done] == [a.replace("'", "") for a in applied]
     for section, values in overrides.items():
         for key, value in values.items():
-            assert config[section][key] == value
+            assert config.to_dict()[section][key] == value
 
 
 @pytest.mark.parametrize(("kw", "message"), [

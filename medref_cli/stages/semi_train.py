@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medref_cli.artifacts import RunInfo
-from medref_cli.config import TrainRequest, check_semi_method, method_config
+from medref_cli.config import TrainRequest, check_semi_method
 from medref_cli.errors import MedrefError
 from medref_cli.training.setup import build
 from medref_cli.workspace import Workspace
@@ -36,7 +36,7 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
     with build(req, ws) as s:
         if init_state is not None:
             s.ctx.model.load_state_dict(init_state)
-        method = TeacherStudent(s.ctx, method_config(dict(s.ctx.config.get("method", {}), name=req.method)))
+        method = TeacherStudent(s.ctx, s.ctx.config.method)
         data_l = items(s.manifest, s.folder, s.spec.train_labeled)
         if pseudo_labels is not None:
             extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)

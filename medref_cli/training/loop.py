@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from medref_cli.artifacts import RunInfo
-from medref_cli.config import ModelConfig, TrainConfig
+from medref_cli.config import ModelConfig, RunConfig, TrainConfig
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
@@ -44,10 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunContext:
     run: Path
-    config: dict[str, Any]  # resolved {"model", "train", "method"?}
-    preset: str
-    model_cfg: ModelConfig
-    train: TrainConfig
+    config: RunConfig
     model: nn.Module
     text: Any  # FrozenTextEncoder
     device: torch.device
@@ -55,6 +52,14 @@ class RunContext:
     rank: int = 0
     world: int = 1
     progress: bool = False
+
+    @property
+    def model_cfg(self) -> ModelConfig:
+        return self.config.model
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.config.train
 
     @property
     def is_main(self) -> bool:
@@ -347,7 +352,7 @@ class _Trainer:
 
 
 def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:
-    return {"config": ctx.config, "preset": ctx.preset, "text_dim": ctx.text.dim,
+    return {"config": ctx.config.to_dict(), "preset": ctx.config.preset, "text_dim": ctx.text.dim,
             "text_encoder": ctx.model_cfg.text_encoder, "stage": ctx.info.stage, "method": method.name}
 
 

@@ -4,7 +4,6 @@ device, text encoder and model, from a `TrainRequest` (`medref_cli.config`). Sha
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -12,15 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medref_cli.config import (
-    TrainRequest,
-    default_run_name,
-    load_config_file,
-    model_config,
-    resolve_config,
-    resume_config,
-    train_config,
-)
+from medref_cli.config import RunConfig, TrainRequest, default_run_name, load_config_file, resolve_config, resume_config
 from medref_cli.errors import MedrefError
 from medref_cli.training.tb_log import check_logger
 from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, release_lock
@@ -110,27 +101,26 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         check_unlocked(run)
     applied: list[str] = []
     if req.resume:  # the run's own config and split copy
-        preset, config, info, applied = _resume(req, run, manifest, rank)
+        config, info, applied = _resume(req, run, manifest, rank)
         spec = load_split(run / "split.json")
         check_trainable(spec, manifest, run / "split.json")
     else:
         spec, split_file = _split(ws, dataset, req, rank, world)
         check_trainable(spec, manifest, split_file)
-        preset = req.new_run_preset
         config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
-        check_logger(config["train"]["logger"])  # before the run folder exists
-        info = _new_run(req, run, dataset, manifest, split_file, preset, config, rank)
+        check_logger(config.train.logger)  # before the run folder exists
+        info = _new_run(req, run, dataset, manifest, split_file, config, rank)
     _barrier(world)
     handler = attach_log(run) if rank == 0 else None
     if applied:
         log.info("resume: applied %s", "; ".join(applied))
     try:
-        mcfg, tcfg, device, text, model = _model(config, preset, req.device, world, local_rank)
+        device, text, model = _model(config, req.device, world, local_rank)
     except BaseException:
         detach_log(handler)
         release_lock(run)
         raise
-    ctx = RunContext(run=run, config=config, preset=preset, model_cfg=mcfg, train=tcfg, model=model, text=text,
+    ctx = RunContext(run=run, config=config, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
     return TrainSetup(ctx, spec, manifest, folder, handler)
 
@@ -163,7 +153,7 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
 
 
 def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001, ANN202
-    """(preset, config, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
+    """(RunConfig, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
     import yaml
 
     from medref_cli.artifacts import load_run
@@ -177,35 +167,32 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001,
         raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
     saved = yaml.safe_load((run / "config.yaml").read_text())
     config, applied = resume_config(req, run, saved, info, load_config_file(req.config_file) if req.config_file else {})
-    check_logger(config["train"]["logger"])
+    check_logger(config.train.logger)
     if applied and rank == 0:
-        _write_config(run, saved["preset"], config)
-    return saved["preset"], config, info, applied
+        _write_config(run, config)
+    return config, info, applied
 
 
-def _write_config(run: Path, preset: str, config: dict[str, Any]) -> None:
-    """`<run>/config.yaml`: the preset and the resolved config (written atomically)."""
-    import yaml
-
+def _write_config(run: Path, config: RunConfig) -> None:
+    """`<run>/config.yaml`: the preset and the whole resolved config (written atomically)."""
     from medref_cli.workspace import write_bytes_atomic
 
-    write_bytes_atomic(run / "config.yaml", yaml.safe_dump({"preset": preset, "config": config},
-                                                           sort_keys=False).encode())
+    write_bytes_atomic(run / "config.yaml", config.to_yaml())
 
 
-def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path, preset: str,  # noqa: ANN001
-             config: dict[str, Any], rank: int) -> Any:
+def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path,  # noqa: ANN001
+             config: RunConfig, rank: int) -> Any:
     from medref_cli.artifacts import RunInfo
 
     if rank == 0:
         _claim_new_run(run, req.overwrite)
-        _write_config(run, preset, config)
+        _write_config(run, config)
         shutil.copyfile(split_file, run / "split.json")
     info = RunInfo(
         stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
-        split_file=split_file.name, ratio=req.labeled, seed=config["train"]["seed"], preset=preset,
-        text_encoder=config["model"]["text_encoder"], init_from=req.init_from,
-        eval_model=config.get("method", {}).get("eval_model", "student"),
+        split_file=split_file.name, ratio=req.labeled, seed=config.train.seed, preset=config.preset,
+        text_encoder=config.model.text_encoder, init_from=req.init_from,
+        eval_model=config.method.eval_model if config.method else "student",
     )
     if rank == 0:
         info.save(run)
@@ -231,15 +218,14 @@ def _claim_new_run(run: Path, overwrite: bool) -> None:
     acquire_lock(run)
 
 
-def _model(config: dict[str, Any], preset: str, device_name: str, world: int, local_rank: int):  # noqa: ANN202
-    """(ModelConfig, TrainConfig, device, frozen text encoder, MedRefNet) of a resolved config."""
+def _model(config: RunConfig, device_name: str, world: int, local_rank: int):  # noqa: ANN202
+    """(device, frozen text encoder, MedRefNet) of a resolved config."""
     import torch
 
     from medref_cli.model.network import MedRefNet, count_parameters
     from medref_cli.model.text_encoder import text_encoder
 
-    mcfg = model_config(copy.deepcopy(config["model"]), "model")
-    tcfg = train_config(copy.deepcopy(config["train"]), "train")
+    mcfg, tcfg = config.model, config.train
     device = pick_device(device_name)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
@@ -251,5 +237,5 @@ def _model(config: dict[str, Any], preset: str, device_name: str, world: int, lo
     text = text_encoder(mcfg.text_encoder, mcfg.max_tokens, tcfg.text_cache_size).to_device(device)
     model = MedRefNet(mcfg, text.dim).to(device)
     log.info("model: %s preset, %.2f M trainable parameters, text encoder %s (%d-d)",
-             preset, count_parameters(model) / 1e6, mcfg.text_encoder, text.dim)
-    return mcfg, tcfg, device, text, model
+             config.preset, count_parameters(model) / 1e6, mcfg.text_encoder, text.dim)
+    return device, text, model
