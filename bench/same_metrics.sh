@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Behaviour check for refactors: a tiny pretrain (15 epochs) and a tiny semi-medref semi-train (6 epochs, every
-# part on) from commit BASE and from HEAD on the embedded qata-mini; their metrics.jsonl must be identical
+# Behaviour check for refactors: a tiny pretrain (15 epochs) and tiny semi-medref semi-trains (6 epochs, every
+# part on; the medref and the official recipe) from commit BASE and from HEAD on the embedded qata-mini; their metrics.jsonl must be identical
 # (timing fields left out). Usage: bash bench/same_metrics.sh BASE   (run it alone on the machine: ~1-2 min)
 set -eu
 BASE=$1
@@ -17,11 +17,12 @@ for side in old new; do
   $M prepare qata --raw "$REPO/sample_data/qata-mini" > /dev/null
   $M pretrain -d qata -l 25% --preset tiny --epochs 15 > /dev/null 2>&1
   $M semi-train -d qata -l 25% --preset tiny --epochs 6 --config "$TMP/semi.yaml" > /dev/null 2>&1
+  $M semi-train -d qata -l 25% --preset tiny --epochs 6 --config "$TMP/semi.yaml" --recipe official > /dev/null 2>&1
 done
 TMP=$TMP "$PY" - <<'PY'
 import json, os, sys
 tmp, drop, ok = os.environ["TMP"], {"epoch_s", "elapsed_s"}, True
-for run in ("pretrain-qata-25pct-s42", "semi-medref-qata-25pct-s42"):
+for run in ("pretrain-qata-25pct-s42", "semi-medref-qata-25pct-s42", "semi-medref-official-qata-25pct-s42"):
     rows = {side: [{k: v for k, v in json.loads(line).items() if k not in drop}
                    for line in open(f"{tmp}/ws-{side}/runs/{run}/metrics.jsonl")] for side in ("old", "new")}
     same = rows["old"] == rows["new"]

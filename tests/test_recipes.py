@@ -355,3 +355,18 @@ def test_side_consistent_cutmix_pastes_only_where_both_reports_name_the_side():
             assert both[moved].all(), (texts[i], texts[j])
             pasted += 1
     assert pasted > 10  # same-side and bilateral pairs do mix
+
+
+def test_the_step_has_no_recipe_branch():
+    """Recipe variants (side gate, PosAug order, unlabelled loss, ITC view, threshold) are chosen once in
+    `__init__`; the step reads none of those fields."""
+    import inspect
+
+    from medref_cli.config import RECIPES
+    from medref_cli.semi.methods import TeacherStudent
+
+    step = inspect.getsource(TeacherStudent.step)
+    fields = {k for r in RECIPES.values() for k in r["method"]} | {"pseudo_thresh", "pseudo_thresh_no_mix",
+                                                                    "itc_unlabeled_view", "pos_aug_first"}
+    parts = {"unsup_weight", "feature_dropout", "mix_prob", "cutmix", "cutmix_sides", "eval_model"}  # used as values
+    assert not [f for f in fields - parts if f"c.{f}" in step]

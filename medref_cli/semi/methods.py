@@ -68,6 +68,33 @@ def mixed_zones(zones: torch.Tensor, texts: list[str], perm: torch.Tensor, box: 
     return out
 
 
+def _same(texts: list[str]) -> list[str]:
+    return texts
+
+
+def _no_gate(prob: torch.Tensor, zones: torch.Tensor) -> torch.Tensor:
+    return prob
+
+
+def _side_gate(prob: torch.Tensor, zones: torch.Tensor) -> torch.Tensor:
+    """prob `(B, 1, H, W)` with the image half a one-lung report (zones `(B, 6)`) does not name set to 0."""
+    return prob * side_mask(zones, *prob.shape[-2:])
+
+
+def _dice_all_pixels(logits: torch.Tensor, pseudo: torch.Tensor, prob: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(Dice against the hard pseudo-label over every pixel (ref), confident share 1.0)."""
+    return soft_dice(logits, pseudo), 1.0
+
+
+def _bce_dice_confident(conf_thresh: float):  # noqa: ANN202 - the loss function below
+    def loss(logits: torch.Tensor, pseudo: torch.Tensor, prob: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(BCE + Dice over the pixels the teacher is confident about, their share)."""
+        conf = (torch.maximum(prob, 1 - prob) >= conf_thresh).float()
+        return masked_pseudo_loss(logits, pseudo, conf), conf.mean().item()
+
+    return loss
+
+
 class TeacherStudent(Method):
     """Every semi-supervised method (`METHODS` entries of stage semi-train): an EMA teacher pseudo-labels the
     unlabelled batch; the config switches the mixing, PosAug and ITCL."""
@@ -88,6 +115,13 @@ class TeacherStudent(Method):
         self._ema = EmaPair(self.teacher, ctx.model)  # `fit` passes ctx.model to after_optimizer_step
         self.rng = random.Random(ctx.train.seed)
         self.gen = torch.Generator().manual_seed(ctx.train.seed)
+        # the recipe's variants, chosen once: `step` has no recipe branch
+        self.thresh = cfg.pseudo_thresh if cfg.t_patchmix else cfg.pseudo_thresh_no_mix
+        self._gate = _side_gate if cfg.side_gate else _no_gate
+        self._aug_before_mix, self._aug_after_mix = ((self._pos_aug, _same) if cfg.pos_aug_first
+                                                     else (_same, self._pos_aug))
+        self._unsup = _dice_all_pixels if cfg.unsup_loss == "dice" else _bce_dice_confident(cfg.conf_thresh)
+        self._itc_u = self._itc_weak_view if cfg.itc_unlabeled_view == "weak" else self._itc_mixed_view
 
     # -- the step: one screen ------------------------------------------------------------------------
     def step(self, model: nn.Module, batch_l: dict, batch_u: dict | None, epoch: int) -> tuple[torch.Tensor, dict]:
@@ -103,35 +137,25 @@ class TeacherStudent(Method):
         img_u_w, img_u_s, text_u = batch_u["image"].to(dev), batch_u["image_s"].to(dev), list(batch_u["text"])
         zones_u, known_u = batch_u["zones"].to(dev), _known(batch_u)
         with torch.no_grad():
-            prob_u_w = torch.sigmoid(self.teacher(img_u_w, *self.ctx.text(text_u, dev))["logits"].float())
-            if c.side_gate:
-                prob_u_w = prob_u_w * side_mask(zones_u, *prob_u_w.shape[-2:])
-        text_u_s = self._pos_aug(text_u) if c.pos_aug_first else text_u
-        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w, text_u_s, zones_u,
-                                                                          known_u)
-        text_u_s = text_u_mix if c.pos_aug_first else self._pos_aug(text_u_mix)
-        thresh = c.pseudo_thresh if c.t_patchmix else c.pseudo_thresh_no_mix
-        pseudo_u = (prob_u_mix >= thresh).float()
+            prob_u_w = self._gate(torch.sigmoid(self.teacher(img_u_w, *self.ctx.text(text_u, dev))["logits"].float()),
+                                  zones_u)
+        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w,
+                                                                          self._aug_before_mix(text_u), zones_u, known_u)
+        text_u_s = self._aug_after_mix(text_u_mix)
+        pseudo_u = (prob_u_mix >= self.thresh).float()
         n_l = img_l.shape[0]
         feats, keep = self.ctx.text(text_l + text_u_s, dev)
         out = model(torch.cat([img_l, img_u_mix]), feats, keep, feature_dropout=c.feature_dropout, perturb_from=n_l)
         logits_l, logits_u = out["logits"][:n_l].float(), out["logits"][n_l:].float()
         loss_sup = self.sup_loss(logits_l, mask_l)
-        if c.unsup_loss == "dice":
-            loss_u, conf_ratio = soft_dice(logits_u, pseudo_u), 1.0
-        else:
-            conf_u = (torch.maximum(prob_u_mix, 1 - prob_u_mix) >= c.conf_thresh).float()
-            loss_u, conf_ratio = masked_pseudo_loss(logits_u, pseudo_u, conf_u), conf_u.mean().item()
+        loss_u, conf_ratio = self._unsup(logits_u, pseudo_u, prob_u_mix)
         loss = loss_sup + w_u * loss_u
         logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u, "conf_ratio": conf_ratio,
                 "pseudo_fg": pseudo_u.mean().item(), **stats}
         if c.itcl:
             loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"], _known(batch_l))
-            if c.itc_unlabeled_view == "weak":  # the student's encoder on (weak image, original text)
-                out_w = model(img_u_w, *self.ctx.text(text_u, dev), embed_only=True)
-                loss_itc_u = self._itc(out_w, zones_u, known_u)
-            else:
-                loss_itc_u = self._itc({k: v[n_l:] for k, v in out.items()}, zones_u_mix, known_u)
+            loss_itc_u = self._itc_u(model, {k: v[n_l:] for k, v in out.items()}, img_u_w, text_u, zones_u,
+                                     zones_u_mix, known_u)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
             logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
         logs["loss"] = loss.item()
@@ -160,6 +184,17 @@ class TeacherStudent(Method):
             img, prob = mix.image, mix.prob
             stats["cutmix_share"] = float(mix.box_mask.mean())
         return img, prob, texts, zones, stats
+
+    def _itc_weak_view(self, model: nn.Module, out_u: dict, img_u_w: torch.Tensor, text_u: list[str],
+                       zones_u: torch.Tensor, zones_u_mix: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
+        """Unlabelled ITC on a separate pass: the student's encoder on (weak image, original text) (ref)."""
+        out_w = model(img_u_w, *self.ctx.text(text_u, self.ctx.device), embed_only=True)
+        return self._itc(out_w, zones_u, known_u)
+
+    def _itc_mixed_view(self, model: nn.Module, out_u: dict, img_u_w: torch.Tensor, text_u: list[str],
+                        zones_u: torch.Tensor, zones_u_mix: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
+        """Unlabelled ITC on the student's own pass over the mixed images and their mixed zones."""
+        return self._itc(out_u, zones_u_mix, known_u)
 
     def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg
