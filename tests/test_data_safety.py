@@ -332,7 +332,7 @@ def test_bad_config_is_one_line_and_creates_nothing(cli, workdir, tmp_path, yaml
     cfg.write_text(yaml_text)
     res = cli("semi-train", "-d", "qata", "-l", "25%", "--preset", "tiny", "--config", cfg)
     assert res.exit_code == 2 and message in _error_line(res.output), res.output
-    assert not (workdir / "runs").exists()
+    assert not (workdir / "runs").exists() and not (workdir / "splits").exists()
 
 
 # 9. a full disk or an unwritable workdir: one line naming the path, exit 2, nothing half-written ---------------

@@ -105,10 +105,10 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         spec = load_split(run / "split.json")
         check_trainable(spec, manifest, run / "split.json")
     else:
+        config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
+        check_logger(config.train.logger)  # both before the split file or the run folder exists
         spec, split_file = _split(ws, dataset, req, rank, world)
         check_trainable(spec, manifest, split_file)
-        config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
-        check_logger(config.train.logger)  # before the run folder exists
         info = _new_run(req, run, dataset, manifest, split_file, config, rank)
     _barrier(world)
     handler = attach_log(run) if rank == 0 else None
