@@ -154,13 +154,8 @@ def acquire_lock(folder: Path) -> None:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise MedrefError(f"{folder}: in use by process {pid} (lock {lock}); wait for it or stop it") from None
-            with contextlib.suppress(FileNotFoundError):
+            check_unlocked(folder)  # held by another live process: refused
+            with contextlib.suppress(FileNotFoundError):  # stale (its process is gone) or our own: taken over
                 lock.unlink()
             continue
         with os.fdopen(fd, "w") as fh:
