@@ -95,6 +95,10 @@ class DatasetManifest:
     def by_id(self) -> dict[str, Record]:
         return {r.id: r for r in self.records}
 
+    def masked_ids(self) -> set[str]:
+        """Ids of the records that have a mask (the only ones that can be labelled, validated or tested)."""
+        return {r.id for r in self.records if r.mask is not None}
+
     def save(self, folder: Path) -> None:
         self.dataset_hash = self.compute_hash()
         write_json_atomic(folder / "dataset.json", asdict(self))

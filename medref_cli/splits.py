@@ -72,7 +72,7 @@ def make_split(manifest: DatasetManifest, ratio: Ratio, seed: int,
     (carved from the masked train images; a val/test image without one is left out)."""
     where = f"dataset {manifest.name!r}"
     by_split: dict[str, list[str]] = {}
-    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    has_mask = manifest.masked_ids()
     for r in sorted(manifest.records, key=lambda r: r.id):
         part = r.split if r.split in ("train", "val", "test") else "train"
         if part != "train" and r.id not in has_mask:
@@ -154,7 +154,7 @@ def check_trainable(spec: SplitSpec, manifest: DatasetManifest, source: Path) ->
     """A split a training run can use: labelled and val images all have masks, and val is not empty (a split
     file written before val/test were limited to masked images, or edited by hand, is refused here rather than
     at the first validation)."""
-    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    has_mask = manifest.masked_ids()
     for part in ("train_labeled", "val"):
         missing = [i for i in getattr(spec, part) if i not in has_mask]
         if missing:
@@ -219,7 +219,7 @@ def import_split(manifest: DatasetManifest, ratio: Ratio, seed: int, labeled_fil
     test = set(base.test)
     train = sorted(set(base.train_labeled) | set(base.train_unlabeled) | set(base.val))
     labeled = _match(manifest, read_id_file(labeled_file), labeled_file)
-    has_mask = {r.id for r in manifest.records if r.mask is not None}
+    has_mask = manifest.masked_ids()
     for rid in labeled:
         if rid in test:
             raise MedrefError(f"{labeled_file}: id {rid!r} is in the test split; it cannot be labelled")
