@@ -17,7 +17,8 @@ at 0.01, 0.22 after 35 epochs at 1.0); they start it at 1.0. `paper` keeps 0.01 
 Recipes (semi-train):
 A recipe is a named set of field values laid over the preset and under the user's `--config` file and
 options, so any one difference can still be switched alone. `MethodConfig`'s defaults are the official values,
-so the `official` recipe sets only the schedule; `RunConfig` is the result of every layer, saved whole:
+so the `official` recipe sets only the schedule and `strong_view` (whose default keeps the view of runs saved
+before the field existed); `RunConfig` is the result of every layer, saved whole:
 
 | field                 | `official` (aierwaixi/Semi-MedRef b9cd4b7)      | `medref`                                  |
 |-----------------------|-------------------------------------------------|-------------------------------------------|
@@ -33,6 +34,7 @@ so the `official` recipe sets only the schedule; `RunConfig` is the result of ev
 | cutmix, cutmix_sides  | false (no CutMix)                                | true: a random box after T-PatchMix (p 0.5) |
 |                       |                                                  | clipped to the lung halves both reports name |
 | unsup_weight, mix_prob, eval_model | 0.3, 0.08, student                  | 1.0, 0.25, teacher                        |
+| strong_view           | window (ColorJitter of the z-scored image)       | jitter (of the [0, 1] image)              |
 | train.anneal_factor   | 2.0 (cosine over 200 epochs, training 100)       | 1.0                                       |
 """
 
@@ -245,6 +247,7 @@ def train_config(values: dict[str, Any], where: str = "train") -> TrainConfig:
 SUP_LOSSES = ("dice_ce", "dice")
 UNSUP_LOSSES = ("dice", "masked_bce_dice")
 ITC_VIEWS = ("weak", "mixed")
+STRONG_VIEWS = ("jitter", "window")  # training.data.strong_transforms
 DEFAULT_RECIPE = "medref"
 
 
@@ -313,6 +316,9 @@ class MethodConfig:
     pos_aug_mode: str = "mix"
     pos_aug_first: bool = True  # PosAug before T-PatchMix reads the phrases (ref)
     mix_block: int = 16  # at 224 px; scaled with the image size
+    # the student's photometric view: jitter (brightness/contrast in [0, 1]) | window (the official code's
+    # jitter of the z-scored image, which clips about half the pixels; set by the official recipe)
+    strong_view: str = "jitter"
     mix_prob: float = 0.08
     mix_gate: float = 0.55
     cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)
@@ -324,8 +330,8 @@ class MethodConfig:
 # Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table); `official` changes
 # no method field, since MethodConfig's defaults are the official values.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "official": {  # MethodConfig's defaults are the official values
-        "method": {},
+    "official": {  # MethodConfig's defaults are the official values, but for strong_view (older runs: jitter)
+        "method": {"strong_view": "window"},
         "train": {"anneal_factor": 2.0},
     },
     "medref": {
@@ -368,6 +374,7 @@ def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig
     _choice(cfg.sup_loss, SUP_LOSSES, f"{where}.sup_loss")
     _choice(cfg.unsup_loss, UNSUP_LOSSES, f"{where}.unsup_loss")
     _choice(cfg.itc_unlabeled_view, ITC_VIEWS, f"{where}.itc_unlabeled_view")
+    _choice(cfg.strong_view, STRONG_VIEWS, f"{where}.strong_view")
     _choice(cfg.burn_in_teacher, ("ema", "copy"), f"{where}.burn_in_teacher")
     if not 0.0 <= cfg.feature_dropout < 1.0:
         raise MedrefError(f"{where}.feature_dropout {cfg.feature_dropout}: must be in [0, 1)")

@@ -44,3 +44,45 @@ def test_meta_tracking_is_off_inside_a_stage_and_restored_after():
     assert get_track_meta() is True  # importing medref changes nothing
     assert inside() is False
     assert get_track_meta() is True
+
+
+def test_window_view_flattens_the_dark_half_as_the_official_jitter_does():
+    from medref_cli.training.transforms import RandZWindowd
+
+    torch.manual_seed(0)
+    img = torch.rand(1, 64, 64) ** 2  # skewed, like an X-ray's histogram
+    t = RandZWindowd("image_s", prob=1.0)
+    t.set_random_state(0)
+    out = t({"image_s": img})["image_s"]
+    mean, std = img.mean(), img.std()
+    # at brightness = contrast = 1 the view is exactly the image clipped to [mean, mean + std]
+    t.brightness, t.contrast = 1.0, 1.0
+    assert torch.allclose(t.apply("image_s", img), img.clamp(mean, mean + std), atol=1e-6)
+    # with drawn factors: the pixels below the mean are all one value, a large share of them, scale kept
+    low = img < mean
+    assert 0.4 < low.float().mean() < 0.7 and out[low].std() < 1e-5
+    assert out.min() >= mean - 1e-6 and out.max() <= mean + 1.3 * std
+    assert not torch.equal(out, img)
+
+
+@pytest.mark.parametrize("recipe, view", [("official", "window"), ("medref", "jitter")])
+def test_recipes_pick_the_strong_view_and_the_unlabelled_data_uses_it(recipe, view):
+    from medref_cli.config import TrainRequest, resolve_config
+    from medref_cli.training.data import strong_transforms
+    from medref_cli.training.transforms import RandBrightnessContrastd, RandZWindowd
+
+    req = TrainRequest(stage="semi-train", method="semi-medref", labeled="5%", preset="cpu",
+                       overrides={"method": {"recipe": recipe}})
+    assert resolve_config(req, {}).method.strong_view == view
+    kinds = {type(t) for t in strong_transforms(128, view)}
+    assert (RandZWindowd in kinds) == (view == "window") and (RandBrightnessContrastd in kinds) == (view == "jitter")
+
+
+def test_a_saved_config_without_strong_view_keeps_the_jitter_view():
+    from medref_cli.config import RunConfig, TrainRequest, resolve_config
+
+    req = TrainRequest(stage="semi-train", method="semi-medref", labeled="5%", preset="cpu",
+                       overrides={"method": {"recipe": "official"}})
+    saved = {"preset": "cpu", "config": resolve_config(req, {}).to_dict()}
+    del saved["config"]["method"]["strong_view"]
+    assert RunConfig.from_saved(saved, "semi-medref").method.strong_view == "jitter"

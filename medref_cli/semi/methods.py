@@ -108,6 +108,7 @@ class TeacherStudent(Method):
         check_semi_method(cfg.name)
         self.cfg = cfg
         self.name = cfg.name
+        self.strong_view = cfg.strong_view
         self.sup_loss = DiceLoss(sigmoid=True) if cfg.sup_loss == "dice" else DiceCELoss(sigmoid=True)
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))

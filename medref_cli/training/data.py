@@ -1,8 +1,10 @@
 """Datasets and loaders over a prepared dataset and a split: flat MONAI Compose lists, `CacheDataset`.
 
 Weak view (SPEC 3.1): resize, mild random zoom (+ optional caption-aware flip), intensity in [0, 1].
-Strong view: the weak image copied to `image_s`, then brightness/contrast jitter (0.2, p 0.8) and Gaussian
-blur (p 0.5): same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`.
+Strong view: the weak image copied to `image_s`, then a photometric change (p 0.8) and Gaussian blur (p 0.5):
+same geometry, so a teacher's prediction on `image` aligns pixel for pixel with `image_s`. The photometric
+change is `method.strong_view`: `jitter` (brightness/contrast 0.2 in [0, 1]) or `window` (the official code's:
+the same jitter on the z-scored image, clipped to [0, 1], see `RandZWindowd`).
 
 MONAI's metadata tracking is switched off while a stage runs (`without_meta_tracking`, which restores the
 caller's setting after): nothing here reads `MetaTensor.meta`, tracking it made the training loader about 2x
@@ -27,7 +29,13 @@ from monai.transforms import (
 
 from medref_cli.artifacts import DatasetManifest
 from medref_cli.config import TrainConfig
-from medref_cli.training.transforms import LoadPreparedd, RandBrightnessContrastd, RandCentreZoomd, RandFlipTextd
+from medref_cli.training.transforms import (
+    LoadPreparedd,
+    RandBrightnessContrastd,
+    RandCentreZoomd,
+    RandFlipTextd,
+    RandZWindowd,
+)
 
 KEYS = ("image", "label")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,17 +86,19 @@ def weak_transforms(cfg: TrainConfig) -> list:
     return out
 
 
-def strong_transforms(size: int) -> list:
+def strong_transforms(size: int, view: str = "jitter") -> list:
     sigma = (0.1 * size / 224, 2.0 * size / 224)
+    photometric = RandZWindowd if view == "window" else RandBrightnessContrastd
     return [
         CopyItemsd("image", times=1, names="image_s"),
-        RandBrightnessContrastd("image_s", strength=0.2, prob=0.8),
+        photometric("image_s", strength=0.2, prob=0.8),
         RandGaussianSmoothd("image_s", sigma_x=sigma, sigma_y=sigma, prob=0.5),
     ]
 
 
-def train_dataset(data: list[dict], cfg: TrainConfig, size: int, strong: bool = False) -> CacheDataset:
-    steps = base_transforms(size) + weak_transforms(cfg) + (strong_transforms(size) if strong else [])
+def train_dataset(data: list[dict], cfg: TrainConfig, size: int, strong: bool = False,
+                  view: str = "jitter") -> CacheDataset:
+    steps = base_transforms(size) + weak_transforms(cfg) + (strong_transforms(size, view) if strong else [])
     return CacheDataset(data, Compose(steps), cache_rate=1.0, num_workers=0, progress=False, copy_cache=False)
 
 

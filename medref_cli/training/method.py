@@ -17,6 +17,7 @@ class Method:
 
     name: str = ""
     uses_unlabeled: bool = False  # the loop draws unlabelled batches for `step`
+    strong_view: str = "jitter"  # the unlabelled batches' photometric strong view (training.data.STRONG_VIEWS)
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx

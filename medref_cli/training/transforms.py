@@ -99,6 +99,36 @@ class RandBrightnessContrastd(_RandPerKeyd):
         return ((img - mean) * self.contrast + mean).clamp(0.0, 1.0)
 
 
+class RandZWindowd(_RandPerKeyd):
+    """The official code's photometric strong view, on medref's [0, 1] images. There the student's image is
+    z-scored, then torchvision's ColorJitter(brightness, contrast) clips it to [0, 1] at each of its two steps
+    (random order): every pixel darker than the image mean, and every one brighter than mean + 1 std, is
+    flattened, about half of a chest X-ray. Here the same two clipped steps run on the z-scored image, which is
+    then mapped back with the image's own mean and std, so the strong view keeps the weak view's scale."""
+
+    def __init__(self, keys: Sequence[str], strength: float = 0.2, prob: float = 0.8,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, prob, allow_missing_keys)
+        self.strength = strength
+        self.brightness, self.contrast, self.brightness_first = 1.0, 1.0, True
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.brightness = float(self.R.uniform(1 - self.strength, 1 + self.strength))
+        self.contrast = float(self.R.uniform(1 - self.strength, 1 + self.strength))
+        self.brightness_first = bool(self.R.rand() < 0.5)
+
+    def apply(self, key: Hashable, value: torch.Tensor) -> torch.Tensor:
+        mean, std = value.mean(), value.std().clamp(min=1e-6)
+        z = (value - mean) / std
+        for brightness in ((True, False) if self.brightness_first else (False, True)):
+            if brightness:
+                z = (z * self.brightness).clamp(0.0, 1.0)
+            else:
+                z = ((z - z.mean()) * self.contrast + z.mean()).clamp(0.0, 1.0)
+        return z * std + mean
+
+
 class RandCentreZoomd(_RandPerKeyd):
     """Zoom about the centre by one factor drawn from [min_zoom, max_zoom], keeping the size: resize, then
     centre-crop (zoom in) or edge-pad (zoom out). Images bilinear, `label` nearest. Same output as MONAI's
