@@ -202,6 +202,7 @@ RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("zoom_prob", "hflip_prob", "pseudo_thresh", "pseudo_thresh_no_mix", "conf_thresh", "pos_aug_p", "mix_prob",
       "mix_gate", "cutmix_prob", "ema_start", "ema_end"), lambda v: 0 <= v <= 1, "in [0, 1]"),
     (("encoder_widths", "encoder_depths"), lambda v: len(v) == 4 and min(v) >= 1, "4 values >= 1"),
+    (("strong_views",), lambda v: v in (1, 2), "1 or 2"),
     (("zoom",), lambda v: len(v) == 2 and 0 < v[0] <= v[1], "(low, high) with 0 < low <= high"),
 )
 
@@ -319,6 +320,7 @@ class MethodConfig:
     # the student's photometric view: jitter (brightness/contrast in [0, 1]) | window (the official code's
     # jitter of the z-scored image, which clips about half the pixels; set by the official recipe)
     strong_view: str = "jitter"
+    strong_views: int = 1  # 2: UniMatch's dual strong views, each mixed and perturbed on its own, L_u their mean
     mix_prob: float = 0.08
     mix_gate: float = 0.55
     cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)

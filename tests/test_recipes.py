@@ -370,3 +370,34 @@ def test_the_step_has_no_recipe_branch():
                                                                     "itc_unlabeled_view", "pos_aug_first"}
     parts = {"unsup_weight", "feature_dropout", "mix_prob", "cutmix", "cutmix_sides", "eval_model"}  # used as values
     assert not [f for f in fields - parts if f"c.{f}" in step]
+
+
+def test_dual_strong_views_each_get_their_own_mix_and_loss():
+    from monai.transforms import Compose
+
+    from medref_cli.training.data import collate, strong_transforms
+
+    # the data side: two copies of the weak image with independent photometric draws, same geometry
+    t = Compose(strong_transforms(64, "window", views=2))
+    t.set_random_state(3)
+    img = torch.rand(1, 64, 64) ** 2
+    items = [t({"id": str(i), "image": img, "text": LEFT, "zones": [1, 0, 0, 0, 0, 0]}) for i in range(6)]
+    batch = collate(items)
+    assert batch["image_s"].shape == batch["image_s2"].shape == (6, 1, 64, 64)
+    assert not torch.equal(batch["image_s"], batch["image_s2"])
+    # the method side: the student sees labelled + 2 x unlabelled images, one PosAug'd report list per view
+    method, model = _method("medref", strong_views=2)
+    batch_l, batch_u = _batches()
+    batch_u["image_s2"] = batch_u["image_s"].flip(-1)
+    seen_before = len(method.ctx.text.seen)
+    loss, logs = method.step(model, batch_l, batch_u, epoch=3)
+    loss.backward()
+    # teacher pass (4 reports), then the student's one pass over 4 labelled + 2 x 4 unlabelled reports
+    assert len(method.ctx.text.seen) - seen_before == 4 + 12
+    assert math.isfinite(loss.item()) and 0 <= logs["pseudo_fg"] <= 1
+    assert all(p.grad is not None for p in model.img_proj.parameters())
+
+
+def test_strong_views_out_of_range_is_refused():
+    with pytest.raises(MedrefError, match="strong_views"):
+        method_config({"strong_views": 3})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_loss
 from medref_cli.semi.pos_aug import pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, t_patchmix
+from medref_cli.training.data import STRONG_KEYS
 from medref_cli.training.loop import RunContext
 from medref_cli.training.method import Method
 from medref_cli.zone_masks import side_mask
@@ -95,6 +97,29 @@ def _bce_dice_confident(conf_thresh: float):  # noqa: ANN202 - the loss function
     return loss
 
 
+@dataclass
+class _View:
+    """One strong view of the unlabelled batch, ready for the student."""
+
+    image: torch.Tensor
+    prob: torch.Tensor  # the teacher's probability, mixed like the image
+    pseudo: torch.Tensor  # its hard pseudo-label
+    texts: list[str]
+    zones: torch.Tensor
+    stats: dict[str, float]
+
+
+def _merge_stats(views: list[_View]) -> dict[str, float]:
+    """Mixing counts add up over the views; the CutMix share is their mean."""
+    out: dict[str, float] = {}
+    for v in views:
+        for k, x in v.stats.items():
+            out[k] = out.get(k, 0.0) + x
+    if "cutmix_share" in out:
+        out["cutmix_share"] /= len(views)
+    return out
+
+
 class TeacherStudent(Method):
     """Every semi-supervised method (`METHODS` entries of stage semi-train): an EMA teacher pseudo-labels the
     unlabelled batch; the config switches the mixing, PosAug and ITCL."""
@@ -108,7 +133,7 @@ class TeacherStudent(Method):
         check_semi_method(cfg.name)
         self.cfg = cfg
         self.name = cfg.name
-        self.strong_view = cfg.strong_view
+        self.strong_view, self.strong_views = cfg.strong_view, cfg.strong_views
         self.sup_loss = DiceLoss(sigmoid=True) if cfg.sup_loss == "dice" else DiceCELoss(sigmoid=True)
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
@@ -135,32 +160,40 @@ class TeacherStudent(Method):
             loss_itc_l = self._itc(out, batch_l["zones"], _known(batch_l)) if c.itcl else torch.zeros((), device=dev)
             logs = {"loss_sup": loss_sup.item(), "loss_itc_l": loss_itc_l.item(), "w_u": 0.0}
             return loss_sup + c.itc_weight_labeled * loss_itc_l, logs
-        img_u_w, img_u_s, text_u = batch_u["image"].to(dev), batch_u["image_s"].to(dev), list(batch_u["text"])
+        img_u_w, text_u = batch_u["image"].to(dev), list(batch_u["text"])
         zones_u, known_u = batch_u["zones"].to(dev), _known(batch_u)
         with torch.no_grad():
             prob_u_w = self._gate(torch.sigmoid(self.teacher(img_u_w, *self.ctx.text(text_u, dev))["logits"].float()),
                                   zones_u)
-        img_u_mix, prob_u_mix, text_u_mix, zones_u_mix, stats = self._mix(img_u_s, prob_u_w,
-                                                                          self._aug_before_mix(text_u), zones_u, known_u)
-        text_u_s = self._aug_after_mix(text_u_mix)
-        pseudo_u = (prob_u_mix >= self.thresh).float()
-        n_l = img_l.shape[0]
-        feats, keep = self.ctx.text(text_l + text_u_s, dev)
-        out = model(torch.cat([img_l, img_u_mix]), feats, keep, feature_dropout=c.feature_dropout, perturb_from=n_l)
-        logits_l, logits_u = out["logits"][:n_l].float(), out["logits"][n_l:].float()
-        loss_sup = self.sup_loss(logits_l, mask_l)
-        loss_u, conf_ratio = self._unsup(logits_u, pseudo_u, prob_u_mix)
+        views = [self._strong_view(batch_u[key].to(dev), prob_u_w, text_u, zones_u, known_u)
+                 for key in STRONG_KEYS[:self.strong_views]]
+        n_l, n_u = img_l.shape[0], img_u_w.shape[0]
+        feats, keep = self.ctx.text(text_l + [t for v in views for t in v.texts], dev)
+        out = model(torch.cat([img_l, *(v.image for v in views)]), feats, keep, feature_dropout=c.feature_dropout,
+                    perturb_from=n_l)
+        loss_sup = self.sup_loss(out["logits"][:n_l].float(), mask_l)
+        outs_u = [{k: t[n_l + i * n_u:n_l + (i + 1) * n_u] for k, t in out.items()} for i in range(len(views))]
+        unsup = [self._unsup(o["logits"].float(), v.pseudo, v.prob) for o, v in zip(outs_u, views, strict=True)]
+        loss_u = sum(u for u, _ in unsup) / len(views)
         loss = loss_sup + w_u * loss_u
-        logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u, "conf_ratio": conf_ratio,
-                "pseudo_fg": pseudo_u.mean().item(), **stats}
+        logs = {"loss_sup": loss_sup.item(), "loss_u": loss_u.item(), "w_u": w_u,
+                "conf_ratio": sum(r for _, r in unsup) / len(views),
+                "pseudo_fg": sum(v.pseudo.mean().item() for v in views) / len(views), **_merge_stats(views)}
         if c.itcl:
             loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"], _known(batch_l))
-            loss_itc_u = self._itc_u(model, {k: v[n_l:] for k, v in out.items()}, img_u_w, text_u, zones_u,
-                                     zones_u_mix, known_u)
+            loss_itc_u = sum(self._itc_u(model, o, img_u_w, text_u, zones_u, v.zones, known_u)
+                             for o, v in zip(outs_u, views, strict=True)) / len(views)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
             logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
         logs["loss"] = loss.item()
         return loss, logs
+
+    def _strong_view(self, img_s: torch.Tensor, prob_u_w: torch.Tensor, text_u: list[str], zones_u: torch.Tensor,
+                     known_u: torch.Tensor) -> _View:
+        """One strong view: mixed (T-PatchMix / CutMix) with its own partners, its reports PosAug-ed, and the
+        hard pseudo-label of the mixed teacher probability."""
+        image, prob, texts, zones, stats = self._mix(img_s, prob_u_w, self._aug_before_mix(text_u), zones_u, known_u)
+        return _View(image, prob, (prob >= self.thresh).float(), self._aug_after_mix(texts), zones, stats)
 
     def _pos_aug(self, texts: list[str]) -> list[str]:
         c = self.cfg

@@ -86,19 +86,26 @@ def weak_transforms(cfg: TrainConfig) -> list:
     return out
 
 
-def strong_transforms(size: int, view: str = "jitter") -> list:
+STRONG_KEYS = ("image_s", "image_s2")  # the first and (with `method.strong_views: 2`) second strong view
+
+
+def strong_transforms(size: int, view: str = "jitter", views: int = 1) -> list:
+    """Each strong view is its own copy of the weak image with its own random draws."""
     sigma = (0.1 * size / 224, 2.0 * size / 224)
     photometric = RandZWindowd if view == "window" else RandBrightnessContrastd
-    return [
-        CopyItemsd("image", times=1, names="image_s"),
-        photometric("image_s", strength=0.2, prob=0.8),
-        RandGaussianSmoothd("image_s", sigma_x=sigma, sigma_y=sigma, prob=0.5),
-    ]
+    out: list = []
+    for key in STRONG_KEYS[:views]:
+        out += [
+            CopyItemsd("image", times=1, names=key),
+            photometric(key, strength=0.2, prob=0.8),
+            RandGaussianSmoothd(key, sigma_x=sigma, sigma_y=sigma, prob=0.5),
+        ]
+    return out
 
 
 def train_dataset(data: list[dict], cfg: TrainConfig, size: int, strong: bool = False,
-                  view: str = "jitter") -> CacheDataset:
-    steps = base_transforms(size) + weak_transforms(cfg) + (strong_transforms(size, view) if strong else [])
+                  view: str = "jitter", views: int = 1) -> CacheDataset:
+    steps = base_transforms(size) + weak_transforms(cfg) + (strong_transforms(size, view, views) if strong else [])
     return CacheDataset(data, Compose(steps), cache_rate=1.0, num_workers=0, progress=False, copy_cache=False)
 
 
@@ -113,7 +120,7 @@ def collate(batch: list[dict]) -> dict:
     out: dict = {"id": [b["id"] for b in batch], "text": [b["text"] for b in batch],
                  "zones": torch.tensor([b["zones"] for b in batch], dtype=torch.long),
                  "zones_known": torch.tensor([b.get("zones_known", True) for b in batch], dtype=torch.bool)}
-    for key in ("image", "image_s", "label"):
+    for key in ("image", *STRONG_KEYS, "label"):
         if all(key in b for b in batch):
             out[key] = torch.stack([torch.as_tensor(b[key]) for b in batch])
     return out

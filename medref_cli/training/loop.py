@@ -215,7 +215,7 @@ class _Trainer:
         if ctx.world > 1:
             self.net = nn.parallel.DistributedDataParallel(ctx.model, find_unused_parameters=True)
         self.ds_l = train_dataset(data_l, cfg, size, strong=False)
-        self.ds_u = (train_dataset(data_u, cfg, size, strong=True, view=method.strong_view)
+        self.ds_u = (train_dataset(data_u, cfg, size, strong=True, view=method.strong_view, views=method.strong_views)
                      if method.uses_unlabeled and data_u else None)
         if cfg.val_max_images and len(data_val) > cfg.val_max_images:
             data_val = random.Random(cfg.seed).sample(data_val, cfg.val_max_images)

@@ -17,7 +17,8 @@ class Method:
 
     name: str = ""
     uses_unlabeled: bool = False  # the loop draws unlabelled batches for `step`
-    strong_view: str = "jitter"  # the unlabelled batches' photometric strong view (training.data.STRONG_VIEWS)
+    strong_view: str = "jitter"  # the unlabelled batches' photometric strong view (config.STRONG_VIEWS)
+    strong_views: int = 1  # how many strong views each unlabelled item carries (`image_s`, `image_s2`)
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
