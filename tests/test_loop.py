@@ -66,6 +66,11 @@ def test_min_epochs_and_min_delta_as_the_official_code():
     assert [s[0] for s in seen] == [True, False, False, False, True, True, True]
     assert [s[1] for s in seen] == [None, None, None, None, "stopped-early", "stopped-early", None]
     assert (p.best, p.best_epoch, p.bad) == (0.6, 6, 0)
+    # gains under min_delta that add up to more restart the count, as Lightning's EarlyStopping does
+    steps = Progress()
+    for epoch, dice in enumerate([0.5, 0.5006, 0.5012]):
+        steps.record(epoch, dice, 1e-3)
+    assert (steps.bad, steps.anchor, steps.best) == (0, 0.5012, 0.5012)
     plain = Progress()  # the defaults (0, 0.0) stop as before
     for epoch, dice in enumerate([0.5, 0.4, 0.4]):
         plain.record(epoch, dice)

@@ -175,16 +175,24 @@ class Progress:
     best_epoch: int | None = None
     bad: int = 0
     elapsed: float = 0.0
+    anchor: float | None = None  # the val Dice at the last patience restart (None: best; = best when min_delta is 0)
+
+    def __post_init__(self) -> None:
+        if self.anchor is None:
+            self.anchor = self.best
 
     def record(self, epoch: int, dice: float, min_delta: float = 0.0) -> bool:
         """Account one validation; True when it is a new best (the best checkpoint follows any gain). The
-        patience count restarts only on a gain of more than `min_delta` (the official code's 1e-3)."""
+        patience count restarts only on a gain of more than `min_delta` over the score of its last restart
+        (`anchor`), as Lightning's EarlyStopping in the official code: small gains that add up count."""
         self.epoch = epoch + 1
+        if dice > self.anchor + min_delta:  # type: ignore[operator] - set in __post_init__
+            self.bad, self.anchor = 0, dice
+        else:
+            self.bad += 1
         if dice > self.best:
-            self.bad = 0 if dice > self.best + min_delta else self.bad + 1
             self.best, self.best_epoch = dice, epoch
             return True
-        self.bad += 1
         return False
 
 
@@ -240,7 +248,7 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.method.load_state_dict(state["method_state"])
         self.progress = Progress(state["epoch"] + 1, state["best"], state["best_epoch"], state["bad"],
-                                 state["elapsed"])
+                                 state["elapsed"], state.get("anchor"))  # older checkpoints: no anchor
         if self.ctx.is_main:
             restore_metrics(self.ctx.run, state["epoch"], state.get("row"))
         log.info("resumed from %s at epoch %d", self.latest, self.progress.epoch)
@@ -333,6 +341,7 @@ class _Trainer:
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "method_state": method.state_dict(), "best": progress.best,
             "best_epoch": progress.best_epoch, "bad": progress.bad, "elapsed": progress.elapsed,
+            "anchor": progress.anchor,
             "row": row,  # metrics.jsonl's row of this epoch, put back on resume if the append below is lost
         })
         self._write_epoch(epoch, row)
