@@ -532,7 +532,7 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
         raise MedrefError(f"{req.config_file} (or an option): {exc}") from None
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """YAML round-trips tuples as lists: compare like with like."""
     return list(value) if isinstance(value, tuple) else value
 
@@ -553,7 +553,7 @@ def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any
     for section, values in merge(file_cfg, req.overrides, "options").items():
         for key, value in (values or {}).items() if isinstance(values, dict) else []:
             was = config.get(section, {}).get(key, "unset")
-            if _plain(was) == _plain(value):
+            if plain_value(was) == plain_value(value):
                 continue
             if (section, key) not in RESUMABLE:
                 allowed = ", ".join(f"{a}.{b}" for a, b in sorted(RESUMABLE))

@@ -20,6 +20,15 @@ profiles:
     seeds: [0]
     train: {epochs: 2, steps_per_epoch: 2}
     method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
+  two-longer:  # the same cells (run names) as `two`, another experiment
+    preset: tiny
+    datasets:
+      - {name: qata-mini, kind: qata, raw: sample}
+    ratios: ["25%"]
+    methods: [supervised, semi-medref-no-itcl]
+    seeds: [0]
+    train: {epochs: 3, steps_per_epoch: 2}
+    method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
   budget:
     preset: tiny
     datasets:
@@ -66,6 +75,12 @@ def test_two_cell_matrix(pipeline, tmp_path):
     assert (out / "table1.png").is_file()
     cells, _ = run(Table1Config("two", pipeline), ws)  # resumes: nothing is trained again
     assert [c.status for c in cells] == ["done (cached)", "done (cached)"]
+    # another profile whose cells have the same names: the finished runs are neither reused nor replaced
+    before = {f: f.stat().st_mtime_ns for f in ws.runs.rglob("*") if f.is_file()}
+    cells, _ = run(Table1Config("two-longer", pipeline), ws)
+    assert [c.status for c in cells] == ["failed", "failed"]
+    assert all("another experiment" in c.error and "train.epochs 2 -> 3" in c.error for c in cells)
+    assert {f: f.stat().st_mtime_ns for f in ws.runs.rglob("*") if f.is_file()} == before
 
 
 @pytest.mark.slow

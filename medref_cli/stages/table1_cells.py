@@ -1,5 +1,10 @@
 """Running one Table 1 cell: its dataset prepared once, then split -> pretrain / semi-train -> evaluate; an
-evaluated cell is skipped, an interrupted run resumed, a failure recorded on the cell."""
+evaluated cell is skipped, an interrupted run resumed, a failure recorded on the cell.
+
+A run already in the workspace under the cell's name is reused only when it is the cell's experiment: the same
+preset and resolved config (fields that do not change results aside: `NOT_RESULTS`) on the same dataset
+version. Another profile, an older default or a re-prepared dataset under the same run name is refused with the
+first difference, never re-used in the table and never overwritten."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from medref_cli.stages.table1_matrix import Cell, parse_method
 from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+NOT_RESULTS = {("train", "logger"), ("train", "threads"), ("train", "num_workers")}  # not compared
 
 
 def resolve_raw(spec: str, cli_raw: Path | None, name: str) -> Path | str:
@@ -69,6 +76,8 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
                        preset=prof["preset"], overrides=overrides, name=cell.run_name)
     run = ws.runs / req.name
     cell.run = str(run)
+    if (run / "config.yaml").is_file():
+        check_same_experiment(ws, run, req)
     summary = run / "eval-test" / "summary.json"
     if summary.is_file():
         cell.summary, cell.status = load_summary(summary), "done (cached)"
@@ -84,6 +93,35 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         (pretrain.run if stage == "pretrain" else semi_train.run)(req, ws)
     cell.summary, _ = evaluate(EvaluateConfig(str(run), overlays=2), ws)
     cell.status, cell.wall_s = "done", time.time() - t0
+
+
+def check_same_experiment(ws: Workspace, run: Path, req: TrainRequest) -> None:
+    """The run in `run` is the experiment `req` asks for, or a one-line error naming the first difference."""
+    import yaml
+
+    from medref_cli.artifacts import load_dataset
+    from medref_cli.config import RunConfig, plain_value, resolve_config
+
+    info = load_run(run)
+    manifest, _ = load_dataset(ws, req.dataset)
+    if info.dataset_hash != manifest.dataset_hash:
+        raise MedrefError(f"{run}: trained on another version of dataset {req.dataset!r}; move the run away or "
+                          f"use another --workdir (the table never reuses or replaces it)")
+    method = req.method if req.stage == "semi-train" else None
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    was = RunConfig.from_saved(saved, method, f"{run}/config.yaml")
+    want = resolve_config(req, {})
+    diffs = [f"preset {was.preset} -> {want.preset}"] if was.preset != want.preset else []
+    old, new = was.to_dict(), want.to_dict()
+    for section in new:
+        for key, value in new[section].items():
+            before = old.get(section, {}).get(key, "unset")
+            if (section, key) not in NOT_RESULTS and plain_value(before) != plain_value(value):
+                diffs.append(f"{section}.{key} {before!r} -> {value!r}")
+    if diffs:
+        raise MedrefError(f"{run}: a run of another experiment holds this cell's name ({'; '.join(diffs[:3])}"
+                          f"{'; ...' if len(diffs) > 3 else ''}); move it away or use another --workdir (the "
+                          "table never reuses or replaces it)")
 
 
 def run_guarded(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool, where: str) -> None:
