@@ -76,7 +76,7 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
                        preset=prof["preset"], overrides=overrides, name=cell.run_name)
     run = ws.runs / req.name
     cell.run = str(run)
-    if (run / "config.yaml").is_file():
+    if (run / "config.yaml").is_file() and (run / "run.json").is_file():  # else a half-made folder: replaced
         check_same_experiment(ws, run, req)
     summary = run / "eval-test" / "summary.json"
     if summary.is_file():
