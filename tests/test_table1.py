@@ -11,7 +11,7 @@ from medref_cli.workspace import Workspace
 
 PIPELINE = """
 profiles:
-  two:
+  two: &two
     preset: tiny
     datasets:
       - {name: qata-mini, kind: qata, raw: sample}
@@ -21,14 +21,8 @@ profiles:
     train: {epochs: 2, steps_per_epoch: 2}
     method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
   two-longer:  # the same cells (run names) as `two`, another experiment
-    preset: tiny
-    datasets:
-      - {name: qata-mini, kind: qata, raw: sample}
-    ratios: ["25%"]
-    methods: [supervised, semi-medref-no-itcl]
-    seeds: [0]
+    <<: *two
     train: {epochs: 3, steps_per_epoch: 2}
-    method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
   budget:
     preset: tiny
     datasets:
