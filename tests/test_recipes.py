@@ -401,3 +401,14 @@ def test_dual_strong_views_each_get_their_own_mix_and_loss():
 def test_strong_views_out_of_range_is_refused():
     with pytest.raises(MedrefError, match="strong_views"):
         method_config({"strong_views": 3})
+
+
+def test_weak_view_itc_is_one_pass_with_two_strong_views():
+    method, model = _method("official", strong_views=2)
+    batch_l, batch_u = _batches()
+    batch_u["image_s2"] = batch_u["image_s"].flip(-1)
+    before = len(method.ctx.text.seen)  # the fake text encoder records what each pass reads
+    method.step(model, batch_l, batch_u, epoch=3)
+    calls = method.ctx.text.seen[before:]
+    # teacher (4), the student's pass over 4 labelled + 2 x 4 unlabelled, then one weak-view ITC pass (4)
+    assert len(calls) == 4 + 12 + 4 and calls[-4:] == batch_u["text"]

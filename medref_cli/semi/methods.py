@@ -181,8 +181,7 @@ class TeacherStudent(Method):
                 "pseudo_fg": sum(v.pseudo.mean().item() for v in views) / len(views), **_merge_stats(views)}
         if c.itcl:
             loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"], _known(batch_l))
-            loss_itc_u = sum(self._itc_u(model, o, img_u_w, text_u, zones_u, v.zones, known_u)
-                             for o, v in zip(outs_u, views, strict=True)) / len(views)
+            loss_itc_u = self._itc_u(model, outs_u, views, img_u_w, text_u, zones_u, known_u)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
             logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
         logs["loss"] = loss.item()
@@ -219,16 +218,18 @@ class TeacherStudent(Method):
             stats["cutmix_share"] = float(mix.box_mask.mean())
         return img, prob, texts, zones, stats
 
-    def _itc_weak_view(self, model: nn.Module, out_u: dict, img_u_w: torch.Tensor, text_u: list[str],
-                       zones_u: torch.Tensor, zones_u_mix: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
-        """Unlabelled ITC on a separate pass: the student's encoder on (weak image, original text) (ref)."""
+    def _itc_weak_view(self, model: nn.Module, outs_u: list[dict], views: list[_View], img_u_w: torch.Tensor,
+                       text_u: list[str], zones_u: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
+        """Unlabelled ITC on a separate pass: the student's encoder on (weak image, original text) (ref); one pass
+        whatever the number of strong views."""
         out_w = model(img_u_w, *self.ctx.text(text_u, self.ctx.device), embed_only=True)
         return self._itc(out_w, zones_u, known_u)
 
-    def _itc_mixed_view(self, model: nn.Module, out_u: dict, img_u_w: torch.Tensor, text_u: list[str],
-                        zones_u: torch.Tensor, zones_u_mix: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
-        """Unlabelled ITC on the student's own pass over the mixed images and their mixed zones."""
-        return self._itc(out_u, zones_u_mix, known_u)
+    def _itc_mixed_view(self, model: nn.Module, outs_u: list[dict], views: list[_View], img_u_w: torch.Tensor,
+                        text_u: list[str], zones_u: torch.Tensor, known_u: torch.Tensor) -> torch.Tensor:
+        """Unlabelled ITC on the student's own pass over each strong view's mixed images and mixed zones, their
+        mean."""
+        return sum(self._itc(o, v.zones, known_u) for o, v in zip(outs_u, views, strict=True)) / len(views)
 
     def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg
