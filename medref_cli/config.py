@@ -104,6 +104,9 @@ class TrainConfig:
 
 # Encoders whose architecture fixes the widths the decoder sees (strides 4, 8, 16, 32); `resolve` sets them.
 ENCODER_WIDTHS: dict[str, list[int]] = {"efficientnet-lite0": [24, 40, 112, 320]}
+# Model fields an encoder brings when it is chosen: a layer just over the preset, so a `--config` file or an
+# option still overrides them (`encoder_pretrained: null` trains Lite0 from scratch).
+ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {"efficientnet-lite0": {"encoder_pretrained": "imagenet"}}
 
 # `method` holds semi-train defaults (`MethodConfig` below) that a preset rescales.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -226,13 +229,19 @@ def resolve(preset: str, overrides: dict[str, Any] | None = None, where: str = "
     order: `{"model": {...}, "train": {...}, ...}` (plain dict)."""
     if preset not in PRESETS:
         raise MedrefError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    base = {"model": asdict(ModelConfig()), "train": asdict(TrainConfig())}
-    base = merge(base, PRESETS[preset], f"preset {preset}")
-    for layer, layer_where in layers or []:
-        base = merge(base, layer, layer_where)
-    out = merge(base, overrides or {}, where)
-    if out["model"].get("encoder") in ENCODER_WIDTHS:  # the architecture fixes them
-        out["model"]["encoder_widths"] = list(ENCODER_WIDTHS[out["model"]["encoder"]])
+    def stack(encoder_layer: dict[str, Any]) -> dict[str, Any]:
+        base = {"model": asdict(ModelConfig()), "train": asdict(TrainConfig())}
+        base = merge(merge(base, PRESETS[preset], f"preset {preset}"), encoder_layer, "encoder defaults")
+        for layer, layer_where in layers or []:
+            base = merge(base, layer, layer_where)
+        return merge(base, overrides or {}, where)
+
+    out = stack({})
+    encoder = out["model"].get("encoder")
+    if encoder in ENCODER_DEFAULTS:  # known only once every layer has spoken
+        out = stack({"model": ENCODER_DEFAULTS[encoder]})
+    if encoder in ENCODER_WIDTHS:  # the architecture fixes them
+        out["model"]["encoder_widths"] = list(ENCODER_WIDTHS[encoder])
     return out
 
 

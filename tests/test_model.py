@@ -121,7 +121,10 @@ def test_lite0_widths_are_fixed_by_the_architecture():
     from medref_cli.model.encoders import EfficientNetLite0Encoder
 
     ov = overrides(None, None, None, encoder="efficientnet-lite0")
-    assert ov["model"] == {"encoder": "efficientnet-lite0", "encoder_pretrained": "imagenet"}
+    assert resolve("cpu", ov)["model"]["encoder_pretrained"] == "imagenet"  # --encoder brings ImageNet weights
+    scratch = {"model": {"encoder_pretrained": None}}  # ... and a --config file can still say null
+    assert resolve("cpu", ov, layers=[(scratch, "file")])["model"]["encoder_pretrained"] is None
+    assert resolve("paper", ov)["model"]["encoder_pretrained"] == "imagenet"  # not the preset's ConvNeXt id
     cfg = resolve("cpu", {"model": {"encoder": "efficientnet-lite0", "encoder_widths": [8, 8, 8, 8]}})["model"]
     assert cfg["encoder_widths"] == [24, 40, 112, 320]
     with pytest.raises(MedrefError, match=r"encoder_widths must be \[24, 40, 112, 320\]"):

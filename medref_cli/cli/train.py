@@ -35,8 +35,6 @@ def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str |
     out: dict[str, Any] = {"train": {}, "model": {}}
     if encoder is not None:
         out["model"]["encoder"] = encoder
-        if encoder == "efficientnet-lite0":
-            out["model"]["encoder_pretrained"] = "imagenet"
     if logger is not None:
         out["train"]["logger"] = logger
     if epochs is not None:
