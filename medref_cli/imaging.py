@@ -75,7 +75,8 @@ def load_nifti_2d(path: Path, fixes: list[str] | None = None) -> np.ndarray:
 
 def load_mask(path: Path, fixes: list[str] | None = None) -> np.ndarray:
     """A {0,1} or {0,255} mask, 1- or multi-channel (or a 2-D NIfTI label map, > 0 = lesion) -> uint8 (H, W)
-    with values {0, 1}."""
+    with values {0, 1}. A JPEG mask is read as {0,255} thresholded at 128 (its compression leaves grey values
+    near the edges); other stray values are refused."""
     fixes = fixes if fixes is not None else []
     if path.name.lower().endswith((".nii", ".nii.gz")):
         from medref_cli.importers import nifti
@@ -95,8 +96,13 @@ def load_mask(path: Path, fixes: list[str] | None = None) -> np.ndarray:
         return arr.astype(np.uint8)
     if set(values.tolist()) <= {0, 255}:
         return (arr > 0).astype(np.uint8)
+    if img.format == "JPEG" and values[-1] >= 128:  # a {0,255} mask blurred by lossy compression near its edges
+        fixes.append("JPEG mask thresholded at 128")
+        return (arr >= 128).astype(np.uint8)
     shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
-    raise MedrefError(f"{path}: mask values beyond {{0,255}}/{{0,1}} ({shown})")
+    hint = "; a JPEG mask with no value >= 128 cannot be told from compression noise: save it as PNG" \
+        if img.format == "JPEG" else ""
+    raise MedrefError(f"{path}: mask values beyond {{0,255}}/{{0,1}} ({shown}){hint}")
 
 
 def resize(arr: np.ndarray, size: int, is_mask: bool) -> np.ndarray:

@@ -88,3 +88,27 @@ def test_prepare_custom_bad_input_is_named(cli, workdir, tmp_path, edit, message
     res = cli("prepare", "custom", "--table", table)
     assert res.exit_code == 2 and message in res.output, res.output
     assert not (workdir / "datasets" / "cases").exists()
+
+
+def test_prepare_custom_jpeg_masks_are_thresholded_and_dim_ones_refused(cli, workdir, tmp_path):
+    raw = tmp_path / "raw"
+    png(raw / "img" / "a.png", image_array(1, 64))
+    truth = np.zeros((64, 64), np.uint8)
+    truth[10:40, 8:30] = 255
+    (raw / "masks").mkdir()
+    Image.fromarray(truth).save(raw / "masks" / "a.jpg", quality=75)
+    assert len(np.unique(np.asarray(Image.open(raw / "masks" / "a.jpg")))) > 2  # the compression left grey values
+    (raw / "cases.csv").write_text("image,text,mask\nimg/a.png,Left lower lung.,masks/a.jpg\n")
+    res = cli("prepare", "custom", "--table", raw / "cases.csv")
+    assert res.exit_code == 0, res.output
+    ds = workdir / "datasets" / "cases"
+    got = np.asarray(Image.open(ds / "masks" / "a.png")) > 0
+    assert (got == (truth > 0)).mean() > 0.99
+    report = json.loads((ds / "prepare_report.json").read_text())
+    assert any("JPEG mask thresholded at 128" in f["fix"] for f in report["fixed"])
+
+    Image.fromarray((truth > 0).astype(np.uint8) * 40).save(raw / "masks" / "a.jpg", quality=75)  # a dim mask
+    assert np.asarray(Image.open(raw / "masks" / "a.jpg")).max() < 128
+    res = cli("prepare", "custom", "--table", raw / "cases.csv", "--name", "small")
+    assert res.exit_code == 2 and "a.jpg: mask values beyond" in res.output and "save it as PNG" in res.output
+    assert not (workdir / "datasets" / "small").exists()
