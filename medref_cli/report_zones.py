@@ -18,7 +18,7 @@ Anatomy -> zones (one table, used by the parser):
 | middle lobe (no side: only the right lung has one)     | R-middle                                   |
 | retrocardiac                                           | L-lower                                    |
 | left lower lobe, LLL                                   | L-lower                                    |
-| upper / mid / middle / lower zone, lung, field         | that level                                 |
+| upper / mid / middle / lower zone, lung, field; midzone | that level                                |
 | apex, apices, apical, biapical                         | upper                                      |
 | base, bases, basilar, basal, bibasilar, bibasal        | lower                                      |
 | hilum, hila, hilar, perihilar                          | middle                                     |
@@ -45,13 +45,14 @@ LOBES = {  # abbreviation -> (side, levels)
 }
 LEVEL_WORDS = {
     "upper": "upper", "apex": "upper", "apices": "upper", "apical": "upper", "apically": "upper",
-    "mid": "middle", "middle": "middle", "midlung": "middle", "hilum": "middle", "hila": "middle",
+    "mid": "middle", "middle": "middle", "midlung": "middle", "midzone": "middle", "midzones": "middle",
+    "hilum": "middle", "hila": "middle",
     "hilar": "middle", "perihilar": "middle",
     "lower": "lower", "base": "lower", "bases": "lower", "basilar": "lower", "basal": "lower",
     "basally": "lower", "basis": "lower",
 }
 BOTH_LEVEL_WORDS = {"bibasilar": "lower", "bibasal": "lower", "bibasally": "lower", "biapical": "upper"}
-PLURAL_HEADS = {"bases", "apices", "lobes", "zones", "lungs", "hila", "fields"}
+PLURAL_HEADS = {"bases", "apices", "lobes", "zones", "midzones", "lungs", "hila", "fields"}
 EFFUSION_HEADS = {"pleural", "effusion", "effusions", "costophrenic"}
 FINDINGS = {"opacity", "opacities", "opacification", "infiltrate", "infiltrates", "airspace", "interstitial",
             "consolidation", "consolidations", "atelectasis", "nodule", "nodules", "nodular", "granuloma",

@@ -140,6 +140,9 @@ TABLE = [
     ("Apical pleural thickening.", None),
     ("persistent partial middle lobe atelectasis and infiltrate seen xxxx on the lateral", "000010"),
     ("streaky left retrocardiac densities", "001000"),
+    ("Left midzone opacity.", "010000"),  # the British "midzone", one word or hyphenated
+    ("Patchy shadowing in the right mid-zone.", "000010"),
+    ("Opacities in both midzones.", "010010"),
 ]
 
 
