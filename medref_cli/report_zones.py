@@ -46,8 +46,7 @@ LOBES = {  # abbreviation -> (side, levels)
 LEVEL_WORDS = {
     "upper": "upper", "apex": "upper", "apices": "upper", "apical": "upper", "apically": "upper",
     "mid": "middle", "middle": "middle", "midlung": "middle", "midzone": "middle", "midzones": "middle",
-    "hilum": "middle", "hila": "middle",
-    "hilar": "middle", "perihilar": "middle",
+    "hilum": "middle", "hila": "middle", "hilar": "middle", "perihilar": "middle",
     "lower": "lower", "base": "lower", "bases": "lower", "basilar": "lower", "basal": "lower",
     "basally": "lower", "basis": "lower",
 }
