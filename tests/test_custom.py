@@ -112,3 +112,62 @@ def test_prepare_custom_jpeg_masks_are_thresholded_and_dim_ones_refused(cli, wor
     res = cli("prepare", "custom", "--table", raw / "cases.csv", "--name", "small")
     assert res.exit_code == 2 and "a.jpg: mask values beyond" in res.output and "save it as PNG" in res.output
     assert not (workdir / "datasets" / "small").exists()
+
+
+def _folders_table(raw, rows, header="image,text,mask"):
+    (raw / "cases.csv").write_text("\n".join([header, *rows]) + "\n")
+    return raw / "cases.csv"
+
+
+def test_prepare_custom_ids_shared_file_names_take_their_path(cli, workdir, tmp_path):
+    raw = tmp_path / "raw"
+    for k, folder in enumerate(("patient1/study", "patient2/study")):
+        png(raw / folder / "image.png", image_array(k, 32))
+        png(raw / folder / "label.png", mask_array(k, 32))
+    (raw / "uids").mkdir()
+    write_dicom(raw / "uids" / "1.2.840.10008.1", image_array(5, 32).astype(np.uint16) * 16, "MONOCHROME2")
+    write_dicom(raw / "uids" / "1.2.840.10008.2", image_array(6, 32).astype(np.uint16) * 16, "MONOCHROME2")
+    table = _folders_table(raw, [
+        "patient1/study/image.png,Left lower lung.,patient1/study/label.png",
+        "patient2/study/image.png,Right upper lung.,patient2/study/label.png",
+        "uids/1.2.840.10008.1,Left lung.,", "uids/1.2.840.10008.2,Right lung.,"])
+    res = cli("prepare", "custom", "--table", table)
+    assert res.exit_code == 0, res.output
+    ds = workdir / "datasets" / "cases"
+    recs = {r["id"]: r for r in json.loads((ds / "dataset.json").read_text())["records"]}
+    assert set(recs) == {"patient1__study__image", "patient2__study__image", "1.2.840.10008.1", "1.2.840.10008.2"}
+    for k, rid in enumerate(("patient1__study__image", "patient2__study__image")):  # each image kept its own mask
+        assert np.array_equal(np.asarray(Image.open(ds / recs[rid]["image"])), image_array(k, 32))
+        assert np.array_equal(np.asarray(Image.open(ds / recs[rid]["mask"])), mask_array(k, 32))
+    report = json.loads((ds / "prepare_report.json").read_text())
+    assert sum("shared by several images" in f["fix"] for f in report["fixed"]) == 2
+
+
+def test_prepare_custom_one_image_on_two_rows_is_refused(cli, workdir, tmp_path):
+    raw = tmp_path / "raw"
+    png(raw / "a" / "x.png", image_array(1, 32))
+    (raw / "b").mkdir()
+    (raw / "b" / "x.png").symlink_to(raw / "a" / "x.png")  # another name, the same file
+    for rows, message in ((["a/x.png,Left lung.", "a/x.png,Right lung."], "row 3: image 'a/x.png' also on row 2"),
+                          (["a/x.png,Left lung.", "b/x.png,Right lung."], "row 3: image 'b/x.png' also on row 2")):
+        res = cli("prepare", "custom", "--table", _folders_table(raw, rows, "image,text"))
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert not (workdir / "datasets" / "cases").exists()
+
+
+def test_prepare_custom_id_column(cli, workdir, tmp_path):
+    raw = tmp_path / "raw"
+    for k in range(2):
+        png(raw / f"p{k}" / "image.png", image_array(k, 32))
+    rows = ["p0/image.png,Left lung.,case-007", "p1/image.png,Right lung.,case 8"]
+    res = cli("prepare", "custom", "--table", _folders_table(raw, rows, "image,text,id"))
+    assert res.exit_code == 0, res.output
+    recs = json.loads((workdir / "datasets" / "cases" / "dataset.json").read_text())["records"]
+    assert sorted(r["id"] for r in recs) == ["case 8", "case-007"]
+    for bad, message in ((["p0/image.png,Left lung.,x/../y"], "row 2: id 'x/../y' is not a file name"),
+                         (["p0/image.png,Left lung.,.hidden"], "id '.hidden' is not a file name"),
+                         (["p0/image.png,Left lung.,c1", "p1/image.png,Right lung.,C1"],
+                          "row 3: image id 'C1' also on row 2")):
+        res = cli("prepare", "custom", "--table", _folders_table(raw, bad, "image,text,id"), "--name", "bad")
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert not (workdir / "datasets" / "bad").exists()

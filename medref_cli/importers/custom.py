@@ -2,19 +2,58 @@
 
 Columns (case-insensitive): `image` (required), `text` (required; also `report`, `caption`, `description`),
 `mask` (optional; empty cell = unlabelled image), `split` (optional: train | val | test and the usual aliases;
-default train). Paths are relative to the table's folder and may not leave it. CSV (`,` or `;`), TSV or xlsx.
-Images: PNG, JPEG, TIFF (16-bit too), DICOM, 2-D NIfTI; masks: PNG/TIFF or 2-D NIfTI.
+default train), `id` (optional: the prepared record's name). Paths are relative to the table's folder and may not
+leave it. CSV (`,` or `;`), TSV or xlsx. Images: PNG, JPEG, TIFF (16-bit too), DICOM, 2-D NIfTI; masks: PNG/TIFF
+or 2-D NIfTI.
+
+Record ids: the `id` cell where the table has one, else the image file's name without its extension; file names
+that several images share (`patient1/image.dcm`, `patient2/image.dcm`) take their path instead
+(`patient1__image`). Ids compare case-insensitively; two rows with one id, or one image on two rows, are refused.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from collections import Counter
+from pathlib import Path, PurePosixPath
 
 from medref_cli.errors import MedrefError
 from medref_cli.importers.layouts import SPLIT_ALIASES, RawRecord, RawScan
-from medref_cli.importers.tables import CaptionRow, image_key, path_in_folder, read_grid
+from medref_cli.importers.tables import CaptionRow, path_in_folder, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
+ID_PATTERN = re.compile(r"\w[\w .+-]*")  # a file name of its own: no path separator, no leading dot
+
+
+EXTENSIONS = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom")
+
+
+def _stem(name: str) -> str:
+    """'IM-0001.dcm' -> 'IM-0001', 'ct.nii.gz' -> 'ct' (case kept); a name without a known image extension is kept
+    whole (DICOM files named by their UID: '1.2.840.113619.2.5')."""
+    name = PurePosixPath(name).name
+    ext = next((e for e in EXTENSIONS if name.lower().endswith(e) and len(name) > len(e)), "")
+    return name[: len(name) - len(ext)]
+
+
+def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tuple[str, str | None]]:
+    """(id, fix note or None) per row: the `id` cell, else the file's stem, else (a stem shared with another row's
+    file) its path under the table's folder with `__` for `/`."""
+    names = [PurePosixPath(row["image"].strip().replace("\\", "/")) for _, row in rows]
+    shared = Counter(_stem(str(n)).lower() for n, (_, row) in zip(names, rows, strict=True) if not row.get("id"))
+    out: list[tuple[str, str | None]] = []
+    for name, (k, row) in zip(names, rows, strict=True):
+        if row.get("id"):
+            if not ID_PATTERN.fullmatch(row["id"]):
+                raise MedrefError(f"{table}: row {k}: id {row['id']!r} is not a file name (letters, digits, "
+                                  "space, '.', '_', '+', '-'; no '/')")
+            out.append((row["id"], None))
+        elif shared[_stem(str(name)).lower()] > 1 and len(name.parts) > 1:
+            rid = "__".join([*name.parent.parts, _stem(str(name))])
+            out.append((rid, f"file name {name.name!r} shared by several images: id {rid!r} from its path"))
+        else:
+            out.append((_stem(str(name)), None))
+    return out
 
 
 def read_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
@@ -38,21 +77,26 @@ def scan_table(table: Path) -> RawScan:
         raise MedrefError(f"{table}: no text column (one of {', '.join(TEXT_COLUMNS)}; found "
                           f"{', '.join(sorted(columns))})")
     scan = RawScan("custom-table")
-    seen: dict[str, int] = {}
     for k, row in rows:
         if not row.get("image"):
             raise MedrefError(f"{table}: row {k}: empty image name")
+    seen: dict[str, int] = {}
+    seen_files: dict[Path, int] = {}
+    for (k, row), (rid, note) in zip(rows, _record_ids(table, rows), strict=True):
         image = path_in_folder(table, row["image"], k, "image")
         mask = path_in_folder(table, row["mask"], k, "mask") if row.get("mask") else None
         split = SPLIT_ALIASES.get((row.get("split") or "train").lower())
         if split is None:
             raise MedrefError(f"{table}: row {k}: split {row['split']!r} is not train, val or test")
-        key = image_key(row["image"])
-        if key in seen:
-            raise MedrefError(f"{table}: row {k}: image id {key!r} also on row {seen[key]}")
-        seen[key] = k
-        caption = CaptionRow(key, row["image"], row[text_col], f"{table.name}:{k}")
-        scan.records.append(RawRecord(split, key, image, mask, caption))
+        if image in seen_files:
+            raise MedrefError(f"{table}: row {k}: image {row['image']!r} also on row {seen_files[image]}")
+        if rid.lower() in seen:
+            raise MedrefError(f"{table}: row {k}: image id {rid!r} also on row {seen[rid.lower()]}")
+        seen[rid.lower()], seen_files[image] = k, k
+        caption = CaptionRow(rid.lower(), row["image"], row[text_col], f"{table.name}:{k}")
+        scan.records.append(RawRecord(split, rid.lower(), image, mask, caption, record_id=rid))
+        if note:
+            scan.fixed.append({"file": str(image), "fix": note})
         if mask is None:
             scan.fixed.append({"file": str(image), "fix": "no mask: kept as unlabelled"})
     if not scan.records:

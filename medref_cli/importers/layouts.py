@@ -41,6 +41,7 @@ class RawRecord:
     mask: Path | None
     caption: CaptionRow
     slice_index: int | None = None  # set for NIfTI volumes: axial slice z
+    record_id: str | None = None  # the prepared id, where the importer chose it (else from the file name)
 
 
 @dataclass

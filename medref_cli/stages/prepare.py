@@ -85,6 +85,8 @@ def _load_pair(rec: RawRecord, fixes: list[str]) -> tuple[np.ndarray, np.ndarray
 
 
 def _record_id(rec: RawRecord) -> str:
+    if rec.record_id is not None:
+        return rec.record_id
     if rec.slice_index is not None:
         return rec.key
     name = rec.image.name
