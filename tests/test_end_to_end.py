@@ -240,6 +240,28 @@ def test_batch_predict_folder_and_table(trained, cli, tmp_path):
     assert len(list((tmp_path / "out2" / "masks").glob("*.nii.gz"))) == 3
 
 
+def test_batch_predict_table_same_file_names_in_two_folders(trained, cli, tmp_path):
+    """patient1/image.png and patient2/image.png get a mask each (named by their path), never one over the other."""
+    ws, _, _ = trained
+    srcs = sorted((ws.dataset_dir("synth") / "images").glob("*.png"))[:2]
+    for k, s in enumerate(srcs):
+        (tmp_path / f"patient{k}").mkdir()
+        (tmp_path / f"patient{k}" / "image.png").write_bytes(s.read_bytes())
+    caption = CAPTION.replace(",", "")
+    table = tmp_path / "t.csv"
+    table.write_text(f"image,text\npatient0/image.png,{caption}\npatient1/image.png,{caption}\n")
+    res = cli("predict", "learn", "--input", table, "--out", tmp_path / "out", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
+    assert [r["id"] for r in rows] == ["patient0__image", "patient1__image"]
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["patient0__image.png",
+                                                                             "patient1__image.png"]
+    table.write_text(f"image,text,id\npatient0/image.png,{caption},case-1\npatient1/image.png,{caption},case-2\n")
+    res = cli("predict", "learn", "--input", table, "--out", tmp_path / "out2", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out2" / "masks").iterdir()) == ["case-1.png", "case-2.png"]
+
+
 @pytest.mark.parametrize(("setup", "message"), [
     ("empty_folder", "no images"),
     ("folder_without_text", "pass --text"),

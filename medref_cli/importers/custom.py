@@ -56,6 +56,27 @@ def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tup
     return out
 
 
+def table_images(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tuple[str, str | None, Path]]:
+    """(record id, fix note or None, image path) per row of a table with an `image` column (see the module's
+    doc for the ids). A row without an image, a missing file, two rows with one id or one file (through a link
+    too) is a one-line error naming the row."""
+    for k, row in rows:
+        if not row.get("image"):
+            raise MedrefError(f"{table}: row {k}: empty image name")
+    seen_ids: dict[str, int] = {}
+    seen_files: dict[Path, int] = {}
+    out = []
+    for (k, row), (rid, note) in zip(rows, _record_ids(table, rows), strict=True):
+        image = path_in_folder(table, row["image"], k, "image")
+        if image in seen_files:
+            raise MedrefError(f"{table}: row {k}: image {row['image']!r} also on row {seen_files[image]}")
+        if rid.lower() in seen_ids:
+            raise MedrefError(f"{table}: row {k}: image id {rid!r} also on row {seen_ids[rid.lower()]}")
+        seen_ids[rid.lower()], seen_files[image] = k, k
+        out.append((rid, note, image))
+    return out
+
+
 def read_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
     """(row number, {column: cell}) with lower-case column names; empty rows skipped."""
     grid = read_grid(table)
@@ -77,22 +98,11 @@ def scan_table(table: Path) -> RawScan:
         raise MedrefError(f"{table}: no text column (one of {', '.join(TEXT_COLUMNS)}; found "
                           f"{', '.join(sorted(columns))})")
     scan = RawScan("custom-table")
-    for k, row in rows:
-        if not row.get("image"):
-            raise MedrefError(f"{table}: row {k}: empty image name")
-    seen: dict[str, int] = {}
-    seen_files: dict[Path, int] = {}
-    for (k, row), (rid, note) in zip(rows, _record_ids(table, rows), strict=True):
-        image = path_in_folder(table, row["image"], k, "image")
+    for (k, row), (rid, note, image) in zip(rows, table_images(table, rows), strict=True):
         mask = path_in_folder(table, row["mask"], k, "mask") if row.get("mask") else None
         split = SPLIT_ALIASES.get((row.get("split") or "train").lower())
         if split is None:
             raise MedrefError(f"{table}: row {k}: split {row['split']!r} is not train, val or test")
-        if image in seen_files:
-            raise MedrefError(f"{table}: row {k}: image {row['image']!r} also on row {seen_files[image]}")
-        if rid.lower() in seen:
-            raise MedrefError(f"{table}: row {k}: image id {rid!r} also on row {seen[rid.lower()]}")
-        seen[rid.lower()], seen_files[image] = k, k
         caption = CaptionRow(rid.lower(), row["image"], row[text_col], f"{table.name}:{k}")
         scan.records.append(RawRecord(split, rid.lower(), image, mask, caption, record_id=rid))
         if note:

@@ -154,7 +154,7 @@ class BatchPredictConfig:
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
-    from medref_cli.importers.tables import image_key, path_in_folder
+    from medref_cli.importers.tables import image_key
 
     src = cfg.input
     if src.is_dir():
@@ -167,37 +167,22 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
         return [(image_key(p.name), p, normalise_caption(cfg.text)) for p in files]  # type: ignore[arg-type]
     if not src.is_file():
         raise MedrefError(f"{src}: input folder or table not found")
-    rows = _read_predict_table(src)
-    out = []
-    for row_no, name, text in rows:
-        text = normalise_caption(text or cfg.text or "")
-        if not text.strip():
-            raise MedrefError(f"{src}: row {row_no}: no report for {name!r} (fill the text column or pass --text)")
-        path = path_in_folder(src, name, row_no, "image")
-        out.append((image_key(name), path, text))
-    if not out:
-        raise MedrefError(f"{src}: the table names no image")
-    keys = [k for k, _, _ in out]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise MedrefError(f"{src}: image {dup!r} appears twice")
-    return out
+    from medref_cli.importers.custom import TEXT_COLUMNS, read_rows, table_images
 
-
-def _read_predict_table(path: Path) -> list[tuple[int, str, str]]:
-    """(row, image, text) from a csv / tsv / xlsx with an `image` column and an optional text column."""
-    from medref_cli.importers.custom import TEXT_COLUMNS, read_rows
-
-    rows = read_rows(path)
+    rows = read_rows(src)  # a csv / tsv / xlsx with an `image` column, optional text and id columns
     columns = set(rows[0][1]) if rows else set()
     if "image" not in columns:
-        raise MedrefError(f"{path}: no 'image' column (found {', '.join(sorted(columns)) or 'none'})")
+        raise MedrefError(f"{src}: no 'image' column (found {', '.join(sorted(columns)) or 'none'})")
     text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
     out = []
-    for k, row in rows:
-        if not row.get("image"):
-            raise MedrefError(f"{path}: row {k}: empty image name")
-        out.append((k, row["image"], row.get(text_col, "") if text_col else ""))
+    for (row_no, row), (rid, _, path) in zip(rows, table_images(src, rows), strict=True):
+        text = normalise_caption((row.get(text_col, "") if text_col else "") or cfg.text or "")
+        if not text.strip():
+            raise MedrefError(f"{src}: row {row_no}: no report for {row['image']!r} (fill the text column or pass "
+                              "--text)")
+        out.append((rid, path, text))
+    if not out:
+        raise MedrefError(f"{src}: the table names no image")
     return out
 
 
