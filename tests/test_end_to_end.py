@@ -240,8 +240,9 @@ def test_batch_predict_folder_and_table(trained, cli, tmp_path):
     assert len(list((tmp_path / "out2" / "masks").glob("*.nii.gz"))) == 3
 
 
-def test_batch_predict_table_same_file_names_in_two_folders(trained, cli, tmp_path):
-    """patient1/image.png and patient2/image.png get a mask each (named by their path), never one over the other."""
+def test_batch_predict_same_file_names_get_a_mask_each(trained, cli, tmp_path):
+    """patient0/image.png and patient1/image.png in a table get a mask each (named by their path), and so do image.png
+    and image.dcm in one folder: never one mask over another."""
     ws, _, _ = trained
     srcs = sorted((ws.dataset_dir("synth") / "images").glob("*.png"))[:2]
     for k, s in enumerate(srcs):
@@ -260,6 +261,13 @@ def test_batch_predict_table_same_file_names_in_two_folders(trained, cli, tmp_pa
     res = cli("predict", "learn", "--input", table, "--out", tmp_path / "out2", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "out2" / "masks").iterdir()) == ["case-1.png", "case-2.png"]
+    from test_dicom import write_dicom  # a folder with x.png and x.dcm: each keeps its whole name
+
+    write_dicom(tmp_path / "patient0" / "image.dcm", np.asarray(Image.open(srcs[1])).astype(np.uint16) * 16)
+    res = cli("predict", "learn", "--input", tmp_path / "patient0", "--text", caption, "--out", tmp_path / "out3",
+              "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out3" / "masks").iterdir()) == ["image.dcm.png", "image.png.png"]
 
 
 @pytest.mark.parametrize(("setup", "message"), [

@@ -23,12 +23,10 @@ from medref_cli.importers.tables import CaptionRow, path_in_folder, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
 ID_PATTERN = re.compile(r"\w[\w .+-]*")  # a file name of its own: no path separator, no leading dot
-
-
 EXTENSIONS = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom")
 
 
-def _stem(name: str) -> str:
+def file_stem(name: str) -> str:
     """'IM-0001.dcm' -> 'IM-0001', 'ct.nii.gz' -> 'ct' (case kept); a name without a known image extension is kept
     whole (DICOM files named by their UID: '1.2.840.113619.2.5')."""
     name = PurePosixPath(name).name
@@ -40,7 +38,7 @@ def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tup
     """(id, fix note or None) per row: the `id` cell, else the file's stem, else (a stem shared with another row's
     file) its path under the table's folder with `__` for `/`."""
     names = [PurePosixPath(row["image"].strip().replace("\\", "/")) for _, row in rows]
-    shared = Counter(_stem(str(n)).lower() for n, (_, row) in zip(names, rows, strict=True) if not row.get("id"))
+    shared = Counter(file_stem(str(n)).lower() for n, (_, row) in zip(names, rows, strict=True) if not row.get("id"))
     out: list[tuple[str, str | None]] = []
     for name, (k, row) in zip(names, rows, strict=True):
         if row.get("id"):
@@ -48,11 +46,11 @@ def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tup
                 raise MedrefError(f"{table}: row {k}: id {row['id']!r} is not a file name (letters, digits, "
                                   "space, '.', '_', '+', '-'; no '/')")
             out.append((row["id"], None))
-        elif shared[_stem(str(name)).lower()] > 1 and len(name.parts) > 1:
-            rid = "__".join([*name.parent.parts, _stem(str(name))])
+        elif shared[file_stem(str(name)).lower()] > 1 and len(name.parts) > 1:
+            rid = "__".join([*name.parent.parts, file_stem(str(name))])
             out.append((rid, f"file name {name.name!r} shared by several images: id {rid!r} from its path"))
         else:
-            out.append((_stem(str(name)), None))
+            out.append((file_stem(str(name)), None))
     return out
 
 

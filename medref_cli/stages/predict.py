@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,7 @@ class BatchPredictConfig:
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
-    from medref_cli.importers.tables import image_key
+    from medref_cli.importers.custom import TEXT_COLUMNS, file_stem, read_rows, table_images
 
     src = cfg.input
     if src.is_dir():
@@ -164,11 +165,11 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
         if not (cfg.text or "").strip():
             raise MedrefError(f"{src}: a folder of images has no reports; pass --text with the report for all, "
                               "or --input a table with image and text columns")
-        return [(image_key(p.name), p, normalise_caption(cfg.text)) for p in files]  # type: ignore[arg-type]
+        stems = Counter(file_stem(p.name).lower() for p in files)  # a.png and a.dcm: each keeps its whole name
+        return [(file_stem(p.name) if stems[file_stem(p.name).lower()] == 1 else p.name, p,
+                 normalise_caption(cfg.text)) for p in files]  # type: ignore[arg-type]
     if not src.is_file():
         raise MedrefError(f"{src}: input folder or table not found")
-    from medref_cli.importers.custom import TEXT_COLUMNS, read_rows, table_images
-
     rows = read_rows(src)  # a csv / tsv / xlsx with an `image` column, optional text and id columns
     columns = set(rows[0][1]) if rows else set()
     if "image" not in columns:
