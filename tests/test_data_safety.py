@@ -100,14 +100,15 @@ def test_evaluate_rerun_needs_overwrite(tiny_run, cli):
 
 
 # 2. a custom table without a split column: val / test hold only images with masks ---------------------------
-def _custom_table(root: Path, masked: int, unmasked: int, split_column: bool = False) -> Path:
-    lines = ["image,text,mask" + (",split" if split_column else "")]
+def _custom_table(root: Path, masked: int, unmasked: int, val_rows: int = 0) -> Path:
+    """`masked` images with a mask, then `unmasked` without; the last `val_rows` rows say split=val."""
+    lines = ["image,text,mask,split"]
     for i in range(masked + unmasked):
         png(root / "img" / f"c{i}.png", image_array(i))
         mask = f"m/c{i}.png" if i < masked else ""
         if mask:
             png(root / mask, mask_array(i % 8))
-        lines.append(f"img/c{i}.png,\"{CAPTION}\",{mask}" + (",val" if split_column else ""))
+        lines.append(f"img/c{i}.png,\"{CAPTION}\",{mask}," + ("val" if i >= masked + unmasked - val_rows else ""))
     (root / "cases.csv").write_text("\n".join(lines) + "\n")
     return root / "cases.csv"
 
@@ -121,6 +122,16 @@ def test_split_of_a_partly_labelled_table_puts_only_masked_images_in_val_and_tes
     masked = {f"c{i}" for i in range(12)}
     assert spec["val"] and spec["test"] and set(spec["val"]) | set(spec["test"]) <= masked
     assert set(spec["train_unlabeled"]) >= {f"c{i}" for i in range(12, 32)}  # the mask-less ones are kept
+
+
+def test_split_says_how_many_val_images_without_a_mask_it_left_out(cli, workdir, tmp_path):
+    table = _custom_table(tmp_path / "raw", masked=12, unmasked=20, val_rows=5)
+    assert cli("prepare", "custom", "--table", table).exit_code == 0
+    res = cli("split", "-d", "cases", "-l", "50%")
+    assert res.exit_code == 0 and "5 val/test images without a mask left out" in res.output, res.output
+    spec = json.loads(next((workdir / "splits").glob("cases-*.json")).read_text())
+    assert not {f"c{i}" for i in range(27, 32)} & {i for part in ("train_labeled", "train_unlabeled", "val", "test")
+                                                  for i in spec[part]}
 
 
 def test_training_on_a_table_with_no_masked_image_to_hold_out_is_one_line(cli, workdir, tmp_path):

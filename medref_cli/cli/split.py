@@ -32,5 +32,6 @@ def split(
     spec, path = run(cfg, Workspace.resolve(workdir))
     typer.echo(
         f"split {spec.dataset} {spec.ratio} seed {spec.seed}: labelled {len(spec.train_labeled)}, "
-        f"unlabelled {len(spec.train_unlabeled)}, val {len(spec.val)}, test {len(spec.test)} -> {path}"
+        f"unlabelled {len(spec.train_unlabeled)}, val {len(spec.val)}, test {len(spec.test)} -> {path}\n"
+        f"  rule: {spec.rule}"
     )
