@@ -19,18 +19,17 @@ from pathlib import Path, PurePosixPath
 
 from medref_cli.errors import MedrefError
 from medref_cli.importers.layouts import SPLIT_ALIASES, RawRecord, RawScan
-from medref_cli.importers.tables import CaptionRow, path_in_folder, read_grid
+from medref_cli.importers.tables import IMAGE_FILE_EXTENSIONS, CaptionRow, path_in_folder, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
 ID_PATTERN = re.compile(r"\w[\w .+-]*")  # a file name of its own: no path separator, no leading dot
-EXTENSIONS = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom")
 
 
 def file_stem(name: str) -> str:
     """'IM-0001.dcm' -> 'IM-0001', 'ct.nii.gz' -> 'ct' (case kept); a name without a known image extension is kept
     whole (DICOM files named by their UID: '1.2.840.113619.2.5')."""
     name = PurePosixPath(name).name
-    ext = next((e for e in EXTENSIONS if name.lower().endswith(e) and len(name) > len(e)), "")
+    ext = next((e for e in IMAGE_FILE_EXTENSIONS if name.lower().endswith(e) and len(name) > len(e)), "")
     return name[: len(name) - len(ext)]
 
 
@@ -38,19 +37,20 @@ def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tup
     """(id, fix note or None) per row: the `id` cell, else the file's stem, else (a stem shared with another row's
     file) its path under the table's folder with `__` for `/`."""
     names = [PurePosixPath(row["image"].strip().replace("\\", "/")) for _, row in rows]
-    shared = Counter(file_stem(str(n)).lower() for n, (_, row) in zip(names, rows, strict=True) if not row.get("id"))
+    stems = [file_stem(n.name) for n in names]
+    shared = Counter(stem.lower() for stem, (_, row) in zip(stems, rows, strict=True) if not row.get("id"))
     out: list[tuple[str, str | None]] = []
-    for name, (k, row) in zip(names, rows, strict=True):
+    for name, stem, (k, row) in zip(names, stems, rows, strict=True):
         if row.get("id"):
             if not ID_PATTERN.fullmatch(row["id"]):
                 raise MedrefError(f"{table}: row {k}: id {row['id']!r} is not a file name (letters, digits, "
                                   "space, '.', '_', '+', '-'; no '/')")
             out.append((row["id"], None))
-        elif shared[file_stem(str(name)).lower()] > 1 and len(name.parts) > 1:
-            rid = "__".join([*name.parent.parts, file_stem(str(name))])
+        elif shared[stem.lower()] > 1 and len(name.parts) > 1:
+            rid = "__".join([*name.parent.parts, stem])
             out.append((rid, f"file name {name.name!r} shared by several images: id {rid!r} from its path"))
         else:
-            out.append((file_stem(str(name)), None))
+            out.append((stem, None))
     return out
 
 

@@ -27,10 +27,13 @@ class CaptionRow:
     source: str  # "<file>:<row>"
 
 
+IMAGE_FILE_EXTENSIONS = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom")
+
+
 def image_key(name: str) -> str:
     """Case-insensitive key of an image or mask file name: no `mask_` prefix, no extension."""
     stem = PurePosixPath(name.strip()).name.lower()
-    for ext in (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom"):
+    for ext in IMAGE_FILE_EXTENSIONS:
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
             break

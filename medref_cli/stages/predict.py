@@ -130,7 +130,6 @@ def _gz(img) -> bytes:  # noqa: ANN001 - nibabel image
     return gzip.compress(img.to_bytes(), mtime=0)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii", ".nii.gz")
 # predictions.csv names image sides, never the patient's: on a frontal chest X-ray the patient's right lung is on
 # the image left (the `laterality` of dataset.json says which sides a dataset's reports name).
 ZONE_COLUMNS = ("image-left-upper", "image-left-middle", "image-left-lower", "image-right-upper",
@@ -156,12 +155,13 @@ class BatchPredictConfig:
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
     from medref_cli.importers.custom import TEXT_COLUMNS, file_stem, read_rows, table_images
+    from medref_cli.importers.tables import IMAGE_FILE_EXTENSIONS
 
     src = cfg.input
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_FILE_EXTENSIONS))
         if not files:
-            raise MedrefError(f"{src}: no images (expected {', '.join(IMAGE_SUFFIXES)})")
+            raise MedrefError(f"{src}: no images (expected {', '.join(IMAGE_FILE_EXTENSIONS)})")
         if not (cfg.text or "").strip():
             raise MedrefError(f"{src}: a folder of images has no reports; pass --text with the report for all, "
                               "or --input a table with image and text columns")
