@@ -171,3 +171,16 @@ def test_prepare_custom_id_column(cli, workdir, tmp_path):
         res = cli("prepare", "custom", "--table", _folders_table(raw, bad, "image,text,id"), "--name", "bad")
         assert res.exit_code == 2 and message in res.output, res.output
         assert not (workdir / "datasets" / "bad").exists()
+
+
+@pytest.mark.parametrize(("name", "stem", "key"), [
+    ("IM-0001.dcm", "IM-0001", "im-0001"),
+    ("sub/CT.NII.GZ", "CT", "ct"),
+    ("mask_covid_1.png", "mask_covid_1", "covid_1"),
+    ("1.2.840.113619.2.5", "1.2.840.113619.2.5", "1.2.840.113619.2.5"),
+    (".png", ".png", ".png"),  # a name that is only an extension is kept whole, by both rules
+])
+def test_file_stem_and_image_key_share_one_extension_rule(name, stem, key):
+    from medref_cli.importers.tables import file_stem, image_key
+
+    assert (file_stem(name), image_key(name)) == (stem, key)

@@ -19,18 +19,10 @@ from pathlib import Path, PurePosixPath
 
 from medref_cli.errors import MedrefError
 from medref_cli.importers.layouts import SPLIT_ALIASES, RawRecord, RawScan
-from medref_cli.importers.tables import IMAGE_FILE_EXTENSIONS, CaptionRow, path_in_folder, read_grid
+from medref_cli.importers.tables import CaptionRow, file_stem, path_in_folder, read_grid
 
 TEXT_COLUMNS = ("text", "report", "caption", "description")
 ID_PATTERN = re.compile(r"\w[\w .+-]*")  # a file name of its own: no path separator, no leading dot
-
-
-def file_stem(name: str) -> str:
-    """'IM-0001.dcm' -> 'IM-0001', 'ct.nii.gz' -> 'ct' (case kept); a name without a known image extension is kept
-    whole (DICOM files named by their UID: '1.2.840.113619.2.5')."""
-    name = PurePosixPath(name).name
-    ext = next((e for e in IMAGE_FILE_EXTENSIONS if name.lower().endswith(e) and len(name) > len(e)), "")
-    return name[: len(name) - len(ext)]
 
 
 def _record_ids(table: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tuple[str, str | None]]:
@@ -83,14 +75,20 @@ def read_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
             for k, row in grid[1:] if any(c.strip() for c in row)]
 
 
-def scan_table(table: Path) -> RawScan:
-    """Every row -> a RawRecord; a missing column, file or split name is a one-line error naming the row."""
-    if not table.is_file():
-        raise MedrefError(f"{table}: table not found")
+def image_rows(table: Path) -> tuple[list[tuple[int, dict[str, str]]], set[str]]:
+    """`read_rows` and the table's column names, which must hold `image`."""
     rows = read_rows(table)
     columns = set(rows[0][1]) if rows else set()
     if "image" not in columns:
         raise MedrefError(f"{table}: no 'image' column (found {', '.join(sorted(columns)) or 'none'})")
+    return rows, columns
+
+
+def scan_table(table: Path) -> RawScan:
+    """Every row -> a RawRecord; a missing column, file or split name is a one-line error naming the row."""
+    if not table.is_file():
+        raise MedrefError(f"{table}: table not found")
+    rows, columns = image_rows(table)
     text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
     if text_col is None:
         raise MedrefError(f"{table}: no text column (one of {', '.join(TEXT_COLUMNS)}; found "

@@ -30,13 +30,17 @@ class CaptionRow:
 IMAGE_FILE_EXTENSIONS = (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".dcm", ".dicom")
 
 
+def file_stem(name: str) -> str:
+    """'IM-0001.dcm' -> 'IM-0001', 'ct.nii.gz' -> 'ct' (case kept); a name without a known image extension, or
+    that is only one ('.png'), is kept whole (DICOM files named by their UID: '1.2.840.113619.2.5')."""
+    name = PurePosixPath(name).name
+    ext = next((e for e in IMAGE_FILE_EXTENSIONS if name.lower().endswith(e) and len(name) > len(e)), "")
+    return name[: len(name) - len(ext)]
+
+
 def image_key(name: str) -> str:
     """Case-insensitive key of an image or mask file name: no `mask_` prefix, no extension."""
-    stem = PurePosixPath(name.strip()).name.lower()
-    for ext in IMAGE_FILE_EXTENSIONS:
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
-            break
+    stem = file_stem(name.strip()).lower()
     return stem[5:] if stem.startswith("mask_") else stem
 
 

@@ -154,8 +154,8 @@ class BatchPredictConfig:
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     """(id, image path, report) per image of a folder or a table; one-line errors name the input."""
-    from medref_cli.importers.custom import TEXT_COLUMNS, file_stem, read_rows, table_images
-    from medref_cli.importers.tables import IMAGE_FILE_EXTENSIONS
+    from medref_cli.importers.custom import TEXT_COLUMNS, image_rows, table_images
+    from medref_cli.importers.tables import IMAGE_FILE_EXTENSIONS, file_stem
 
     src = cfg.input
     if src.is_dir():
@@ -170,10 +170,7 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
                  normalise_caption(cfg.text)) for p in files]  # type: ignore[arg-type]
     if not src.is_file():
         raise MedrefError(f"{src}: input folder or table not found")
-    rows = read_rows(src)  # a csv / tsv / xlsx with an `image` column, optional text and id columns
-    columns = set(rows[0][1]) if rows else set()
-    if "image" not in columns:
-        raise MedrefError(f"{src}: no 'image' column (found {', '.join(sorted(columns)) or 'none'})")
+    rows, columns = image_rows(src)  # a csv / tsv / xlsx with an `image` column, optional text and id columns
     text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
     out = []
     for (row_no, row), (rid, _, path) in zip(rows, table_images(src, rows), strict=True):
