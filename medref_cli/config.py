@@ -273,13 +273,16 @@ class MethodSpec:
     recipes: bool = False  # takes `--recipe` (table1 `<method>-<recipe>`)
 
 
-_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False, "cutmix": False}
+# The generic SSL baselines take nothing from the report in their training signal: no text-synchronised part,
+# and no side gate of the teacher's pseudo-labels (the report's lung halves); the network itself still reads it.
+_NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False, "cutmix": False, "cutmix_sides": False,
+             "side_gate": False}
 METHODS: dict[str, MethodSpec] = {
     "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _NO_PARTS),
-    "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing", "semi-train",
-                               _NO_PARTS),
-    "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept", "semi-train",
-                         {**_NO_PARTS, "cutmix": True, "cutmix_sides": False}),
+    "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing, no side gate",
+                               "semi-train", _NO_PARTS),
+    "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept, no side gate",
+                         "semi-train", {**_NO_PARTS, "cutmix": True}),
     "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3); the medref recipe adds a "
                               "side-consistent CutMix", "semi-train", {},
                               ablations=("t-patchmix", "pos-aug", "itcl", "cutmix"), recipes=True),

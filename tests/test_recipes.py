@@ -80,9 +80,20 @@ def test_a_config_yaml_from_before_the_whole_config_was_saved_reads_as_it_ran():
 
     old = {"preset": "cpu", "config": {**RunConfig.build("cpu", resolve("cpu"), None).to_dict(),
                                        "method": {"recipe": "medref", "side_gate": True}}}
-    method = RunConfig.from_saved(old, "mean-teacher").method
+    method = RunConfig.from_saved(old, "semi-medref").method
     assert (method.sup_loss, method.unsup_loss, method.pseudo_thresh_no_mix) == ("dice_ce", "masked_bce_dice", 0.5)
     assert method.side_gate and not method.cutmix
+
+
+@pytest.mark.parametrize("method", ["mean-teacher", "cutmix"])
+def test_the_generic_baselines_take_no_training_signal_from_the_report(method):
+    """Under the default recipe (whose side gate reads the report's lung halves) the generic SSL baselines
+    still switch off every text-driven part: no T-PatchMix, PosAug, ITCL, side gate or side-clipped CutMix."""
+    cfg = resolve_config(_req(stage="semi-train", method=method), {}).method
+    assert cfg.recipe == "medref"
+    assert not (cfg.t_patchmix or cfg.pos_aug or cfg.itcl or cfg.side_gate or cfg.cutmix_sides)
+    assert cfg.cutmix is (method == "cutmix")
+    assert resolve_config(_req(stage="semi-train", method="semi-medref"), {}).method.side_gate
 
 
 def test_pretrain_takes_no_recipe():

@@ -69,7 +69,13 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
     for key in ("preset", "datasets", "ratios", "methods", "seeds"):
         if key not in prof:
             raise MedrefError(f"{path}: profile {profile!r} lacks {key!r}")
-    for m in prof["methods"]:
+    methods = prof["methods"]
+    if isinstance(methods, dict):
+        unknown = sorted(set(methods) - set(prof["ratios"]), key=str)
+        if unknown or set(prof["ratios"]) - set(methods):
+            raise MedrefError(f"{path}: profile {profile!r}: per-ratio methods must name each of its ratios "
+                              f"{prof['ratios']} once (extra: {unknown or 'none'})")
+    for m in {m for ms in (methods.values() if isinstance(methods, dict) else [methods]) for m in ms}:
         parse_method(m, path)
     epm = prof.get("epochs_per_minute")
     if epm is not None and (not isinstance(epm, int | float) or epm <= 0 or not prof.get("budgets")):
@@ -94,6 +100,13 @@ def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[s
                       f"ablations and -<recipe> variants)")
 
 
+def ratio_methods(prof: dict[str, Any], ratio: str) -> list[str]:
+    """The methods of a profile at one label ratio: `methods` is one list for every ratio, or a mapping from
+    each ratio to its own list (a sparse matrix, e.g. the ablations at one ratio only)."""
+    methods = prof["methods"]
+    return list(methods[ratio] if isinstance(methods, dict) else methods)
+
+
 def _stage(method: str) -> str:
     return METHODS[parse_method(method)[0]].stage
 
@@ -110,7 +123,7 @@ def matrix(cfg: Table1Config) -> tuple[Path, dict[str, Any], list[Cell]]:
             full = ratio.strip() in ("100%", "1", "1.0")
             for budget in prof.get("budgets") or [None]:
                 for seed in cfg.seeds or list(prof["seeds"]):
-                    cells += [Cell(ds["name"], ratio, m, int(seed), budget=budget) for m in prof["methods"]
+                    cells += [Cell(ds["name"], ratio, m, int(seed), budget=budget) for m in ratio_methods(prof, ratio)
                               if not full or _stage(m) == "pretrain"]
     if cfg.only is not None:
         cells = [c for c in cells if c.run_name == cfg.only]
