@@ -119,8 +119,10 @@ def test_semi_train_and_pseudo_label(trained, cli):
     run = ws.runs / "semi-medref-synth-25pct-s42"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
-    for key in ("loss_sup", "loss_u", "w_u", "ema_decay", "conf_ratio", "loss_itc_u", "pseudo_fg"):
+    for key in ("loss_sup", "loss_u", "w_u", "ema_decay", "conf_ratio", "loss_itc_u", "pseudo_fg", "itc_floor_u",
+                "val_i2t_zone_top1", "val_i2t_zone_chance"):
         assert key in last, last
+    assert 0 < last["val_i2t_zone_chance"] < 1 and last["loss_itc_u"] >= last["itc_floor_u"] - 1e-5
     assert last["w_u"] > 0 and abs(last["ema_decay"] - 0.98) < 1e-9
     summary, _ = evaluate(EvaluateConfig("semi-medref-synth-25pct-s42", overlays=0), ws)
     # 30 epochs with a quarter of the masks: measured 0.63 global Dice, 0.11 below with an empty report

@@ -223,7 +223,8 @@ def test_step_runs_and_backpropagates(recipe):
     loss.backward()
     assert math.isfinite(loss.item())
     assert logs["w_u"] == method.cfg.unsup_weight == (1.0 if recipe == "medref" else 0.3)
-    assert {"loss_sup", "loss_u", "loss_itc_l", "loss_itc_u", "pseudo_fg"} <= set(logs)
+    assert {"loss_sup", "loss_u", "loss_itc_l", "loss_itc_u", "pseudo_fg", "itc_floor_l", "itc_floor_u"} <= set(logs)
+    assert logs["loss_itc_l"] >= logs["itc_floor_l"] - 1e-5 and logs["loss_itc_u"] >= logs["itc_floor_u"] - 1e-5
     assert all(p.grad is not None for p in model.img_proj.parameters())
 
 

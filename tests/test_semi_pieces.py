@@ -10,7 +10,7 @@ from torch import nn
 from medref_cli.model.text_encoder import UNK_POS
 from medref_cli.semi.cutmix import random_cutmix
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
-from medref_cli.semi.itc import itc_loss, soft_positives
+from medref_cli.semi.itc import itc_floor, itc_loss, soft_positives, zone_retrieval
 from medref_cli.semi.pos_aug import FUZZ, pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, rewrite, t_patchmix
 from medref_cli.zones import parse_zones
@@ -226,6 +226,39 @@ def test_soft_positives_empty_pair_field():
     zones = torch.zeros(2, 6, dtype=torch.long)
     assert soft_positives(zones, True)[0, 1] == 1 and soft_positives(zones, False)[0, 1] == 0
     assert soft_positives(zones, False)[0, 0] == 1
+
+
+def test_itc_floor_is_ln_b_when_every_report_names_the_same_zones_and_0_when_all_differ():
+    same = torch.tensor([[1, 1, 1, 1, 1, 1]] * 16)
+    assert itc_floor(same).item() == pytest.approx(math.log(16), rel=1e-6)
+    distinct = torch.eye(6, dtype=torch.long)  # no two reports share a zone: each row's target is one-hot
+    assert itc_floor(distinct).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_itc_never_goes_below_its_floor_and_reaches_it_when_softmax_equals_the_target(seed):
+    g = torch.Generator().manual_seed(seed)
+    zones = torch.randint(0, 2, (8, 6), generator=g)
+    floor = itc_floor(zones, empty_positive=True).item()
+    for tau in (0.07, 0.5, 5.0):
+        img = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+        txt = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+        assert itc_loss(img, txt, zones, tau).item() >= floor - 1e-6
+    # logits = log(target) (tau 1) make softmax equal the row-normalised target: the loss is then its floor
+    pos = soft_positives(zones)
+    w = pos / pos.sum(1, keepdim=True)
+    logits = torch.log(w.clamp(min=1e-30))
+    loss = -(w * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert loss.item() == pytest.approx(floor, abs=1e-5)
+
+
+def test_zone_retrieval_top1_is_1_for_aligned_projections_and_chance_is_the_share_of_same_zone_pairs():
+    zones = torch.tensor([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1]])
+    emb = torch.nn.functional.normalize(zones.float() + 0.01 * torch.arange(4.0)[:, None], dim=-1)
+    top1, chance = zone_retrieval(emb, emb, zones)
+    assert top1 == 1.0 and chance == pytest.approx(6 / 16)
+    opposite = torch.nn.functional.normalize(1 - zones.float(), dim=-1)  # each image nearest a report elsewhere
+    assert zone_retrieval(emb, opposite, zones)[0] < 1.0
 
 
 def test_itc_prefers_aligned_embeddings():

@@ -1,4 +1,5 @@
-"""ITCL (SPEC 3.4): image–text contrastive loss with Jaccard soft positives from the zone vectors."""
+"""ITCL (SPEC 3.4): image–text contrastive loss with Jaccard soft positives from the zone vectors; its floor
+(the soft targets' entropy, which no embedding can go below) and a zone-level image-to-text retrieval figure."""
 
 from __future__ import annotations
 
@@ -40,3 +41,23 @@ def itc_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, zones: torch.Tensor, 
     logits = img_emb.float() @ txt_emb.float().T / tau
     pos = soft_positives(zones, empty_positive, known).to(logits.device)
     return (_soft_ce(logits, pos) + _soft_ce(logits.T, pos.T)) / 2
+
+
+def itc_floor(zones: torch.Tensor, empty_positive: bool = True, known: torch.Tensor | None = None) -> torch.Tensor:
+    """zones `(B, 6)` -> scalar: the least value `itc_loss` can take on this batch, the mean entropy of the row-
+    normalised soft positives (the soft cross-entropy is smallest when softmax = target). A batch whose
+    reports all name the same zones has floor ln B: ITCL can then teach nothing; the loss minus this floor is
+    what ITCL can still reduce. P is symmetric, so i2t and t2i share it."""
+    pos = soft_positives(zones, empty_positive, known)
+    weights = pos / pos.sum(1, keepdim=True)
+    return -(weights * torch.log(weights.clamp(min=1e-12))).sum(1).mean()
+
+
+def zone_retrieval(img_emb: torch.Tensor, txt_emb: torch.Tensor, zones: torch.Tensor) -> tuple[float, float]:
+    """img_emb, txt_emb `(N, P)`, zones `(N, 6)` -> (top-1, chance): the share of images whose most similar
+    report (cosine of the ITCL projections) names the same zone vector as the image's own report, and the
+    share a report drawn at random would reach. Top-1 well above chance: the projections carry position."""
+    sim = img_emb.float() @ txt_emb.float().T
+    same = (zones[:, None, :] == zones[None, :, :]).all(-1)
+    top1 = same[torch.arange(len(zones)), sim.argmax(1)].float().mean()
+    return float(top1), float(same.float().mean())

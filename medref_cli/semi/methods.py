@@ -25,7 +25,7 @@ from torch import nn
 from medref_cli.config import MethodConfig, check_semi_method
 from medref_cli.semi.cutmix import random_cutmix
 from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
-from medref_cli.semi.itc import itc_loss
+from medref_cli.semi.itc import itc_floor, itc_loss
 from medref_cli.semi.pos_aug import pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, t_patchmix
 from medref_cli.training.data import STRONG_KEYS
@@ -159,6 +159,8 @@ class TeacherStudent(Method):
             loss_sup = self.sup_loss(out["logits"].float(), mask_l)
             loss_itc_l = self._itc(out, batch_l["zones"], _known(batch_l)) if c.itcl else torch.zeros((), device=dev)
             logs = {"loss_sup": loss_sup.item(), "loss_itc_l": loss_itc_l.item(), "w_u": 0.0}
+            if c.itcl:
+                logs["itc_floor_l"] = self._itc_floor(batch_l["zones"], _known(batch_l))
             return loss_sup + c.itc_weight_labeled * loss_itc_l, logs
         img_u_w, text_u = batch_u["image"].to(dev), list(batch_u["text"])
         zones_u, known_u = batch_u["zones"].to(dev), _known(batch_u)
@@ -183,7 +185,9 @@ class TeacherStudent(Method):
             loss_itc_l = self._itc({k: v[:n_l] for k, v in out.items()}, batch_l["zones"], _known(batch_l))
             loss_itc_u = self._itc_u(model, outs_u, views, img_u_w, text_u, zones_u, known_u)
             loss = loss + c.itc_weight_labeled * loss_itc_l + w_u * c.itc_weight_unlabeled * loss_itc_u
-            logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item()})
+            logs.update({"loss_itc_l": loss_itc_l.item(), "loss_itc_u": loss_itc_u.item(),
+                         "itc_floor_l": self._itc_floor(batch_l["zones"], _known(batch_l)),
+                         "itc_floor_u": self._itc_floor_u(views, zones_u, known_u)})
         logs["loss"] = loss.item()
         return loss, logs
 
@@ -230,6 +234,16 @@ class TeacherStudent(Method):
         """Unlabelled ITC on the student's own pass over each strong view's mixed images and mixed zones, their
         mean."""
         return sum(self._itc(o, v.zones, known_u) for o, v in zip(outs_u, views, strict=True)) / len(views)
+
+    def _itc_floor(self, zones: torch.Tensor, known: torch.Tensor) -> float:
+        """The least ITC loss these zone vectors allow (logged beside the loss: the gap is what ITCL can learn)."""
+        return itc_floor(zones, self.cfg.itc_empty_positive, known).item()
+
+    def _itc_floor_u(self, views: list[_View], zones_u: torch.Tensor, known_u: torch.Tensor) -> float:
+        """The floor of the unlabelled ITC loss: of the original zones (weak view) or of each view's mixed ones."""
+        if self.cfg.itc_unlabeled_view == "weak":
+            return self._itc_floor(zones_u, known_u)
+        return sum(self._itc_floor(v.zones, known_u) for v in views) / len(views)
 
     def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg

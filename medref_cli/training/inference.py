@@ -24,16 +24,22 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, texts: list[str],  # noqa: ANN001
-                  device: torch.device, amp: bool | None = None) -> torch.Tensor:
-    """image `(B, 1, H, W)` in [0, 1] + captions -> foreground probabilities `(B, 1, H, W)` float32 (CPU).
-    `amp` None: mixed precision on CUDA only."""
+def forward_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, texts: list[str],  # noqa: ANN001
+                  device: torch.device, amp: bool | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`predict_probs` and the model's whole output (`logits`, `img_emb`, `txt_emb`, on `device`)."""
     if amp is None:
         amp = device.type == "cuda"
     feats, keep = text_encoder(texts, device)
     with autocast(device, amp):
-        logits = model(image.to(device), feats, keep)["logits"]
-    return torch.sigmoid(logits.float()).cpu()
+        out = model(image.to(device), feats, keep)
+    return torch.sigmoid(out["logits"].float()).cpu(), out
+
+
+def predict_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, texts: list[str],  # noqa: ANN001
+                  device: torch.device, amp: bool | None = None) -> torch.Tensor:
+    """image `(B, 1, H, W)` in [0, 1] + captions -> foreground probabilities `(B, 1, H, W)` float32 (CPU).
+    `amp` None: mixed precision on CUDA only."""
+    return forward_probs(model, text_encoder, image, texts, device, amp)[0]
 
 
 def at_sizes(probs: torch.Tensor, sizes: Sequence[tuple[int, int]], threshold: float = THRESHOLD

@@ -31,7 +31,7 @@ from medref_cli.config import ModelConfig, RunConfig, TrainConfig
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
-from medref_cli.training.inference import THRESHOLD, autocast, predict_probs
+from medref_cli.training.inference import THRESHOLD, autocast, forward_probs
 from medref_cli.training.method import Method
 from medref_cli.training.metrics import confusion, summarize
 from medref_cli.training.run_dir import append_metrics, read_metrics, restore_metrics
@@ -99,17 +99,26 @@ def seed_everything(seed: int) -> None:
 @torch.no_grad()
 def validate(module: nn.Module, text: Any, ds, device: torch.device, amp: bool, batch: int,  # noqa: ANN001
              samples: list | None = None, n_samples: int = 3) -> dict:
-    """Both protocols on `ds`; appends the first `n_samples` (image, probability, truth) 2-D arrays to `samples`."""
+    """Both protocols on `ds`, and `i2t_zone_top1` / `i2t_zone_chance` (`zone_retrieval` of the ITCL projections
+    over the whole set); appends the first `n_samples` (image, probability, truth) 2-D arrays to `samples`."""
+    from medref_cli.semi.itc import zone_retrieval
+
     was_training = module.training
     module.eval()
-    counts = []
+    counts, img_emb, txt_emb, zones = [], [], [], []
     for b in loader(ds, batch, shuffle=False, num_workers=0):
-        probs = predict_probs(module, text, b["image"], b["text"], device, amp)
+        probs, out = forward_probs(module, text, b["image"], b["text"], device, amp)
         counts.append(confusion(probs >= THRESHOLD, b["label"] >= 0.5))  # the label is {0, 1}
+        img_emb.append(out["img_emb"].float().cpu())
+        txt_emb.append(out["txt_emb"].float().cpu())
+        zones.append(b["zones"])
         for k in range(min(n_samples - len(samples), len(probs)) if samples is not None else 0):
             samples.append((b["image"][k, 0].numpy(), probs[k, 0].float().cpu().numpy(), b["label"][k, 0].numpy()))
     module.train(was_training)
-    return summarize(torch.cat(counts)) if counts else summarize(torch.zeros(0, 3))
+    if not counts:
+        return summarize(torch.zeros(0, 3))
+    top1, chance = zone_retrieval(torch.cat(img_emb), torch.cat(txt_emb), torch.cat(zones))
+    return {**summarize(torch.cat(counts)), "i2t_zone_top1": top1, "i2t_zone_chance": chance}
 
 
 def adamw(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
@@ -331,7 +340,8 @@ class _Trainer:
                 self.tb.image("val/overlays (red: prediction, green: truth)", overlay_grid(shown), epoch)
             dice = val["global"]["dice"]
             row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
-                        "val_dice_per_image": val["per_image"]["dice"]})
+                        "val_dice_per_image": val["per_image"]["dice"],
+                        "val_i2t_zone_top1": val["i2t_zone_top1"], "val_i2t_zone_chance": val["i2t_zone_chance"]})
             if progress.record(epoch, dice, cfg.min_delta):
                 _save_best(ctx, method, ctx.model, epoch, dice)
         progress.elapsed = time.time() - self.t0
