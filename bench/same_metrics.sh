@@ -12,6 +12,7 @@ trap 'git -C "$REPO" worktree remove --force "$TMP/old" 2>/dev/null; git -C "$RE
 git -C "$REPO" worktree add -q -f "$TMP/old" "$BASE"
 git -C "$REPO" worktree add -q -f "$TMP/new" HEAD
 echo "method: {burn_in_epochs: 2, unsup_ramp_epochs: 2, ema_ramp_epochs: 2}" > "$TMP/semi.yaml"
+cd "$TMP"  # `python -m` puts the current folder first on sys.path: from the repo root both sides would run its code
 for side in old new; do
   export PYTHONPATH=$TMP/$side MEDREF_WORKDIR=$TMP/ws-$side
   M="$PY -m medref_cli -q"
