@@ -21,6 +21,34 @@ CAPTIONS = [
 ]
 
 
+def counts_for(dice: np.ndarray, truth: int = 1_000_000) -> np.ndarray:
+    """Per-case (tp, fp, fn) `(..., 3)` whose per-image Dice is `dice` (no false positive: d = 2tp / (tp + T);
+    T lesion pixels per image, so the Dice is realised to 1e-6)."""
+    tp = np.round(dice * truth / (2 - dice)).astype(np.int64)
+    return np.stack([tp, np.zeros_like(tp), truth - tp], axis=-1)
+
+
+def fake_run(root: Path, name: str, seed: int, dice, method: str = "cutmix", ids: list[str] | None = None) -> Path:
+    """`<root>/runs/<name>/` with a run.json and an `eval-test/per_case.csv` of these per-image Dice scores (no
+    model): what `medref compare` and table1's comparisons read."""
+    import csv
+
+    from medref_cli.artifacts import PER_CASE_HEADER, RunInfo
+    from medref_cli.stages.compare import per_image_dice
+
+    run = root / "runs" / name
+    (run / "eval-test").mkdir(parents=True)
+    RunInfo("semi-train", method, "qata", "h" * 64, "qata-2pct-s0.json", "2%", seed, "cpu", "minilm").save(run)
+    c = counts_for(np.asarray(dice))
+    ids = ids or [f"img{k:04d}" for k in range(len(dice))]
+    with (run / "eval-test" / "per_case.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PER_CASE_HEADER)
+        for i, (tp, fp, fn), d in zip(ids, c, per_image_dice(c), strict=True):
+            w.writerow([i, "left lung", "100000", tp, fp, fn, f"{d:.5f}", f"{d / (2 - d):.5f}"])
+    return run
+
+
 def png(path: Path, arr: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)

@@ -115,28 +115,62 @@ def test_profiles_and_methods_are_checked(pipeline):
         load_profile(bad, "budget")
     from conftest import REPO
 
-    for name in ("sample", "qata-cpu", "qata-budget", "qata-seeds", "qata-steps", "paper"):
+    for name in ("sample", "qata-cpu", "qata-budget", "qata-seeds", "qata-steps", "qata-ratios", "qata-ssl", "paper"):
         load_profile(REPO / "pipelines" / "table1.yaml", name)
 
 
-@pytest.mark.parametrize(("semi", "sup", "marked"), [
-    ([80.0, 81.0, 82.0], [76.0, 76.5, 77.0], True),  # gap 5.0 > 2 x 1.0
-    ([80.0, 81.0, 82.0], [78.0, 79.0, 80.0], False),  # gap 2.0 < 2 x 1.0
-    ([80.0], [70.0], False),  # one seed: no std, no mark
-])
-def test_two_std_mark(semi, sup, marked):
-    from medref_cli.stages.table1_matrix import Cell
-    from medref_cli.stages.table1_render import _markdown, _mean_std
+def test_a_profile_may_list_its_methods_per_ratio(tmp_path):
+    """qata-ssl: the ablations at 2 % only; its supervised and semi-medref cells share qata-ratios' run names."""
+    from conftest import REPO
+    from medref_cli.stages.table1_matrix import matrix
 
-    cells = [Cell("d", "5%", m, s) for m in ("supervised", "semi-medref") for s in range(len(semi))]
-    stats = {(m, "5%", metric): _mean_std(vals) for m, vals in (("supervised", sup), ("semi-medref", semi))
-             for metric in ("dice", "iou")}
-    stats.update({(m, "5%", "shuffled"): _mean_std([50.0] * len(semi)) for m in ("supervised", "semi-medref")})
-    lines = _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats)
+    shipped = REPO / "pipelines" / "table1.yaml"
+    _, _, cells = matrix(Table1Config("qata-ssl", shipped))
+    by_ratio = {r: {c.method for c in cells if c.ratio == r and c.seed == 0} for r in ("1%", "2%", "5%")}
+    assert by_ratio["1%"] == by_ratio["5%"] == {"supervised", "cutmix", "semi-medref"}
+    assert by_ratio["2%"] == {"supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
+                              "semi-medref-no-pos-aug", "semi-medref-no-itcl"}
+    assert len(cells) == 3 * (3 + 7 + 3)
+    ratios = {c.run_name for c in matrix(Table1Config("qata-ratios", shipped))[2]}
+    assert {c.run_name for c in cells if c.method in ("supervised", "semi-medref") and c.ratio != "15%"} <= ratios
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profiles:\n  p: {preset: tiny, datasets: [], ratios: ['1%', '2%'], seeds: [0],\n"
+                   "      methods: {'1%': [supervised]}}\n")
+    with pytest.raises(MedrefError, match="must name each of its ratios"):
+        load_profile(bad, "p")
+
+
+@pytest.mark.parametrize(("gain", "marked"), [(0.05, True), (0.0, False), (-0.05, False)])
+def test_the_mark_comes_from_the_paired_comparison_with_supervised(tmp_path, gain, marked):
+    """† when semi-medref beats supervised on the same test images (interval above 0, Holm p < 0.05); the
+    comparison is listed under the table."""
+    import numpy as np
+
+    from conftest import fake_run
+    from medref_cli.stages.table1_matrix import Cell
+    from medref_cli.stages.table1_render import _comparison_lines, _markdown, _mean_std, against_supervised
+
+    rng = np.random.default_rng(0)
+    cells = []
+    for s in range(3):
+        base = rng.uniform(0.4, 0.8, 200)
+        noise = rng.uniform(-0.05, 0.05, 200)
+        for m, d in (("supervised", base), ("semi-medref", np.clip(base + gain + noise, 0, 1))):
+            run = fake_run(tmp_path, f"t1-{m}-d-5pct-s{s}", s, d, method=m)
+            cells.append(Cell("d", "5%", m, s, status="done", run=str(run), summary=object()))
+    comparisons = against_supervised(cells)
+    assert list(comparisons) == [("d", "semi-medref", "5%")]
+    better = {(m, col) for (_, m, col), (_, _, ok) in comparisons.items() if ok}
+    stats = {(m, "5%", metric): _mean_std([80.0, 81.0, 82.0]) for m in ("supervised", "semi-medref")
+             for metric in ("dice", "iou", "shuffled")}
+    lines = _markdown("d", cells, ["5%"], ["supervised", "semi-medref"], stats, better)
     row = next(line for line in lines if line.startswith("| semi-medref"))
     assert ("†" in row) is marked
     assert "5% shuffled text" in next(line for line in lines if line.startswith("| method"))
-    assert row.count("50.00") == 1 and "**50.00" not in row  # the shuffled column is shown, never bold or marked
+    listed = "\n".join(_comparison_lines("d", comparisons))
+    row = next(line for line in listed.splitlines() if line.startswith("| semi-medref | 5% | 3 |"))
+    per_image_gain = float(row.split("|")[5].split()[0])  # the Δ per-image Dice column, in points
+    assert per_image_gain == pytest.approx(100 * gain, abs=0.5)
 
 
 @pytest.mark.slow

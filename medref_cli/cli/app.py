@@ -10,7 +10,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from medref_cli.cli import evaluate, prepare, semi, split, table1, train
+from medref_cli.cli import compare, evaluate, prepare, semi, split, table1, train
 from medref_cli.errors import MedrefError
 
 
@@ -25,6 +25,11 @@ def os_error_line(exc: OSError) -> str:
 
 class MedrefGroup(TyperGroup):
     """Turns a `MedrefError` from any sub-command into `error: <message>` on stderr and its exit code."""
+
+    def list_commands(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        """`medref --help` lists the commands in pipeline order (registration order, the group `prepare` first)."""
+        names = list(self.commands)
+        return sorted(names, key=lambda n: (n != "prepare", names.index(n)))
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
@@ -45,14 +50,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(prepare.app, name="prepare")
+app.add_typer(prepare.app, name="prepare")  # in pipeline order, which `medref --help` keeps
 app.command("split")(split.split)
 app.command("pretrain")(train.pretrain)
-app.command("evaluate")(evaluate.evaluate)
-app.command("predict")(evaluate.predict)
-app.command("table1")(table1.table1)
 app.command("semi-train")(semi.semi_train)
 app.command("pseudo-label")(semi.pseudo_label)
+app.command("evaluate")(evaluate.evaluate)
+app.command("compare")(compare.compare)
+app.command("predict")(evaluate.predict)
+app.command("table1")(table1.table1)
 
 
 @app.callback()

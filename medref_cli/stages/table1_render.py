@@ -26,6 +26,8 @@ def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cel
     write_bytes_atomic(out / "table1.csv", _csv(cells).encode())
     md = [f"# Table 1 — profile `{profile}` (preset `{prof['preset']}`)", ""]
     panels = []
+    comparisons = against_supervised(cells)
+    better = {k for k, (_, _, ok) in comparisons.items() if ok}
     for ds in dict.fromkeys(c.dataset for c in cells):
         mine = [c for c in cells if c.dataset == ds]
         columns = list(dict.fromkeys(c.column for c in mine))
@@ -33,7 +35,8 @@ def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cel
         stats = {(m, col, metric): _mean_std([v for c in mine if (c.method, c.column) == (m, col)
                                               for v in [_metric(c.summary, metric)] if v is not None])
                  for m in methods for col in columns for metric in METRICS}
-        md += _markdown(ds, mine, columns, methods, stats)
+        md += _markdown(ds, mine, columns, methods, stats, {(m, col) for d, m, col in better if d == ds})
+        md += _comparison_lines(ds, comparisons)
         series = {m: [(k, stats[(m, col, "dice")][0], stats[(m, col, "dice")][1])
                       for k, col in enumerate(columns) if stats[(m, col, "dice")][2]] for m in methods}
         panels.append((f"{ds}: test Dice (global), mean ± std over seeds", series, columns))
@@ -78,15 +81,18 @@ def _metric(summary: EvalSummary | None, metric: str) -> float | None:
 
 
 def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str],
-              stats: dict[tuple[str, str, str], tuple[float, float, int]]) -> list[str]:
-    """One dataset's table: bold = best per column; † = the mean beats supervised's by more than twice the
-    larger of the two standard deviations (seeds > 1). The shuffled-text column shows how much the model leans
-    on the report (far below Dice: it uses the text)."""
+              stats: dict[tuple[str, str, str], tuple[float, float, int]],
+              better: set[tuple[str, str]] = frozenset()) -> list[str]:
+    """One dataset's table: bold = best per column; † = (method, column) in `better`, i.e. better than
+    supervised by the paired comparison (`against_supervised`). The shuffled-text column shows how much the
+    model leans on the report (far below Dice: it uses the text)."""
     seeds = sorted({c.seed for c in cells})
     md = [f"**{ds}** — Dice and IoU (%) on the test split, **global protocol** (true/false positives pooled over "
-          f"all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column; †: above "
-          f"supervised by more than 2 std. Shuffled text: global Dice with the reports shuffled across test "
-          f"images. Per-image-mean figures are in table1.csv.", ""]
+          f"all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column; †: better than "
+          f"supervised (paired over the same test images: the 95 % bootstrap interval of the global-Dice "
+          f"difference lies above 0 and the Holm-adjusted Wilcoxon p < 0.05; see the comparisons below). "
+          f"Shuffled text: global Dice with the reports shuffled across test images. Per-image-mean figures are "
+          f"in table1.csv.", ""]
     md += ["| method | " + " | ".join(f"{col} Dice | {col} IoU | {col} shuffled text" for col in columns) + " |",
            "|" + "---|" * (1 + len(METRICS) * len(columns))]
     best = {(col, metric): max((stats[(m, col, metric)][0] for m in methods if stats[(m, col, metric)][2]),
@@ -106,11 +112,53 @@ def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str]
                 if metric == "shuffled":
                     row.append(text)
                     continue
-                sup = stats.get(("supervised", col, metric), (float("nan"), 0.0, 0))
-                if m != "supervised" and n > 1 and sup[2] > 1 and mean - sup[0] > 2 * max(sd, sup[1]):
+                if metric == "dice" and (m, col) in better:
                     text += " †"
                 row.append(f"**{text}**" if mean == best[(col, metric)] else text)
         md.append("| " + " | ".join(row) + " |")
+    return md + [""]
+
+
+def against_supervised(cells: list[Cell]) -> dict[tuple[str, str, str], tuple[dict[str, Any], float, bool]]:
+    """{(dataset, method, column): (paired statistics against supervised, Holm-adjusted p, better)} for every
+    method and column where both sides have evaluated runs with per-case scores, on the seeds both have. The
+    comparisons of the whole table are one family for Holm."""
+    from medref_cli.stages.compare import holm, is_better, paired_stats, side_of
+
+    done = [c for c in cells if c.summary is not None and (Path(c.run) / "eval-test" / "per_case.csv").is_file()]
+    groups: dict[tuple[str, str, str], dict[int, Cell]] = {}
+    for c in done:
+        groups.setdefault((c.dataset, c.method, c.column), {})[c.seed] = c
+    found = {}
+    for (ds, m, col), mine in groups.items():
+        sup = groups.get((ds, "supervised", col), {})
+        seeds = sorted(set(mine) & set(sup))
+        if m == "supervised" or not seeds:
+            continue
+        a, b = (side_of([Path(group[s].run) for s in seeds]) for group in (mine, sup))
+        if a.ids == b.ids:
+            found[(ds, m, col)] = paired_stats(a.counts, b.counts)
+    keys = list(found)
+    adjusted = holm([found[k]["per_image_dice"]["wilcoxon_p"] for k in keys])
+    return {k: (found[k], p, is_better(found[k], p)) for k, p in zip(keys, adjusted, strict=True)}
+
+
+def _comparison_lines(ds: str, comparisons: dict[tuple[str, str, str], tuple[dict[str, Any], float, bool]]
+                      ) -> list[str]:
+    mine = {k: v for k, v in comparisons.items() if k[0] == ds}
+    if not mine:
+        return []
+    md = [f"Paired comparisons with supervised ({ds}; `medref compare`): difference in global and per-image Dice "
+          f"(points), 95 % bootstrap interval over images (and over seeds and images), Wilcoxon signed-rank p "
+          f"on per-image Dice, Holm-adjusted across the table.", "",
+          "| method | column | seeds | Δ global Dice [CI images] [CI seeds + images] | Δ per-image Dice [CI images] "
+          "| p | Holm p |", "|---|---|---|---|---|---|---|"]
+    pts = lambda ci: "—" if ci is None else f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"  # noqa: E731
+    for (_, m, col), (st, p_holm, _) in mine.items():
+        g, i = st["global_dice"], st["per_image_dice"]
+        md.append(f"| {m} | {col} | {len(st['per_seed'])} | {100 * g['diff']:+.2f} {pts(g['ci_cases'])} "
+                  f"{pts(g['ci_seeds_and_cases'])} | {100 * i['diff']:+.2f} {pts(i['ci_cases'])} | "
+                  f"{i['wilcoxon_p']:.2g} | {p_holm:.2g} |")
     return md + [""]
 
 

@@ -1,0 +1,234 @@
+"""`medref compare A B`: is A better than B on the same test images? Paired statistics (SPEC 4, the challengeR /
+Metrics Reloaded convention).
+
+A side is one run or a group of runs that differ only by seed (the seeds of one table1 cell). On the images both
+sides were evaluated on (`eval-<split>/per_case.csv`; any other id set is refused):
+
+- the difference A - B of global Dice (pixels pooled over the split) and of per-image Dice, averaged over the
+  seeds, each with a 95 % **case** interval: a paired percentile bootstrap over images (`scipy.stats.bootstrap`,
+  the same images drawn for both sides and every seed);
+- with several seeds per side (paired by seed number), also a **seeds-and-cases** interval: a two-stage
+  bootstrap that draws the seeds, then the images (Davison & Hinkley 1997, 3.8; scipy has no two-stage
+  bootstrap), since at low label ratios the seed-to-seed spread is larger than the case-level interval;
+- a Wilcoxon signed-rank p on per-image Dice (each image's Dice averaged over the seeds), `scipy.stats.wilcoxon`;
+- `holm` adjusts the p-values of the comparisons of one table (Holm 1979).
+
+Writes nothing itself; the command writes the JSON of `Comparison.to_dict`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medref_cli.artifacts import load_run
+from medref_cli.errors import MedrefError
+from medref_cli.workspace import Workspace
+
+CONFIDENCE = 0.95
+RESAMPLES = 5000
+SAME_DEFINITION = ("stage", "method", "dataset", "dataset_hash", "ratio", "preset")  # run.json fields of a group
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its runs (one per seed, ordered by seed) and their per-case confusion counts
+    `counts` `(k seeds, n images, 3)` int64 (tp, fp, fn), images in the order of `ids`."""
+
+    label: str
+    runs: list[Path]
+    seeds: list[int]
+    ids: list[str]
+    counts: np.ndarray
+
+
+@dataclass
+class Comparison:
+    a: Side
+    b: Side
+    split: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        side = lambda s: {"label": s.label, "runs": [str(r) for r in s.runs], "seeds": s.seeds}  # noqa: E731
+        return {"a": side(self.a), "b": side(self.b), "split": self.split, "n_images": len(self.a.ids),
+                "confidence": CONFIDENCE, **self.stats}
+
+
+def resolve_runs(spec: str, ws: Workspace) -> list[Path]:
+    """A side's run folders: a folder, a run name under `<workdir>/runs/`, or a glob of either
+    (`t1-cutmix-qata-2pct-s*`, `results/qata-ssl/runs/t1-cutmix-qata-2pct-s*`)."""
+    import glob
+
+    for candidate in (spec, str(ws.runs / spec)):
+        found = sorted(Path(p) for p in glob.glob(candidate) if Path(p).is_dir())
+        if found:
+            return found
+    raise MedrefError(f"{spec}: no run folder of that name or pattern (nor under {ws.runs})")
+
+
+def read_per_case(run: Path, split: str) -> dict[str, tuple[int, int, int]]:
+    """`<run>/eval-<split>/per_case.csv` -> {image id: (tp, fp, fn)}."""
+    path = run / f"eval-{split}" / "per_case.csv"
+    if not path.is_file():
+        raise MedrefError(f"{path}: not found; run `medref evaluate {run.name} --split {split}` first")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        return {r["id"]: (int(r["tp"]), int(r["fp"]), int(r["fn"])) for r in rows}
+    except (KeyError, TypeError, ValueError):
+        raise MedrefError(f"{path}: not a per_case.csv of `medref evaluate` (columns id, tp, fp, fn)") from None
+
+
+def _label(runs: list[Path], seeds: list[int]) -> str:
+    if len(runs) == 1:
+        return runs[0].name
+    return re.sub(r"-s\d+$", "", runs[0].name) + "-s" + "+".join(map(str, seeds))
+
+
+def load_side(spec: str, ws: Workspace, split: str = "test") -> Side:
+    """The runs of `spec` (`resolve_runs`) as one side (`side_of`)."""
+    return side_of(resolve_runs(spec, ws), split, spec)
+
+
+def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
+    """Run folders as one side, checked to differ only by seed, with their per-case counts."""
+    infos = [load_run(r) for r in runs]
+    source = source or str(runs[0])
+    for field_name in SAME_DEFINITION:
+        values = {getattr(i, field_name) for i in infos}
+        if len(values) > 1:
+            raise MedrefError(f"{source}: its runs differ in {field_name} ({', '.join(map(str, sorted(values)))}); "
+                              f"a side groups the seeds of one configuration")
+    order = sorted(range(len(runs)), key=lambda k: infos[k].seed)
+    runs, run_seeds = [runs[k] for k in order], [infos[k].seed for k in order]
+    if len(set(run_seeds)) < len(run_seeds):
+        raise MedrefError(f"{source}: two runs with the same seed; a side holds one run per seed")
+    cases = [read_per_case(r, split) for r in runs]
+    ids = sorted(cases[0])
+    for r, c in zip(runs, cases, strict=True):
+        if set(c) != set(ids):
+            raise MedrefError(f"{r}: evaluated on other {split} images than {runs[0].name}; compare runs of one test set")
+    counts = np.array([[c[i] for i in ids] for c in cases], dtype=np.int64)
+    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts)
+
+
+def _global_dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, axis: int = -1) -> np.ndarray:
+    t, f = tp.sum(axis), fp.sum(axis) + fn.sum(axis)
+    return np.where(2 * t + f > 0, 2 * t / np.maximum(2 * t + f, 1), 1.0)
+
+
+def per_image_dice(counts: np.ndarray) -> np.ndarray:
+    """`(..., 3)` counts -> `(...)` Dice, 1 where truth and prediction are both empty (the per-image protocol)."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
+
+
+def _ci(data: tuple[np.ndarray, ...], statistic: Any, resamples: int, seed: int) -> list[float]:
+    from scipy import stats
+
+    if all(np.array_equal(data[k], data[k + len(data) // 2]) for k in range(len(data) // 2)):
+        return [0.0, 0.0]  # identical sides: every resample differs by exactly 0
+    res = stats.bootstrap(data, statistic, paired=True, vectorized=True, axis=-1, n_resamples=resamples,
+                          confidence_level=CONFIDENCE, method="percentile", random_state=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def _two_stage_ci(a: np.ndarray, b: np.ndarray, metric: Any, resamples: int, seed: int) -> list[float]:
+    """Seeds (paired by number), then images, drawn with replacement: the percentile interval of the mean
+    difference `metric(a) - metric(b)`; `a`, `b` `(k, n, 3)`, `metric` `(k', n', 3) -> (k',)`."""
+    rng = np.random.default_rng(seed)
+    k, n = a.shape[:2]
+    diffs = np.empty(resamples)
+    for r in range(resamples):
+        s, c = rng.integers(0, k, k), rng.integers(0, n, n)
+        diffs[r] = (metric(a[s][:, c]) - metric(b[s][:, c])).mean()
+    lo, hi = np.quantile(diffs, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return [float(lo), float(hi)]
+
+
+def wilcoxon_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired samples; 1 when every difference is 0."""
+    from scipy import stats
+
+    if np.all(x == y):
+        return 1.0
+    return float(stats.wilcoxon(x, y).pvalue)
+
+
+def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """a, b `(k seeds, n images, 3)` counts of the same images (seed i of a paired with seed i of b) -> the
+    differences, their intervals and the Wilcoxon p (module docstring)."""
+    if a.shape != b.shape:
+        raise MedrefError(f"paired statistics need the same seeds and images on both sides ({a.shape[:2]} vs "
+                          f"{b.shape[:2]})")
+    k = a.shape[0]
+    glob = lambda c: _global_dice(c[..., 0], c[..., 1], c[..., 2])  # noqa: E731 - (k, n, 3) -> (k,)
+    pimg = lambda c: per_image_dice(c).mean(-1)  # noqa: E731
+    ga, gb, pa, pb = glob(a), glob(b), pimg(a), pimg(b)
+
+    def global_diff(tpa, fpa, fna, tpb, fpb, fnb, axis=-1):  # noqa: ANN001, ANN202 - scipy's vectorized form
+        return (_global_dice(tpa, fpa, fna, axis) - _global_dice(tpb, fpb, fnb, axis)).mean(0)
+
+    def image_diff(da, db, axis=-1):  # noqa: ANN001, ANN202
+        return (da - db).mean(axis).mean(0)
+
+    da, db = per_image_dice(a), per_image_dice(b)
+    out = {
+        "global_dice": {"a": float(ga.mean()), "b": float(gb.mean()), "diff": float((ga - gb).mean()),
+                        "ci_cases": _ci(tuple(np.moveaxis(a, -1, 0)) + tuple(np.moveaxis(b, -1, 0)), global_diff,
+                                        resamples, seed)},
+        "per_image_dice": {"a": float(pa.mean()), "b": float(pb.mean()), "diff": float((pa - pb).mean()),
+                           "ci_cases": _ci((da, db), image_diff, resamples, seed),
+                           "wilcoxon_p": wilcoxon_p(da.mean(0), db.mean(0))},
+        "per_seed": [{"global_dice_diff": float(ga[i] - gb[i]), "per_image_dice_diff": float(pa[i] - pb[i])}
+                     for i in range(k)],
+        "resamples": resamples,
+        "bootstrap_seed": seed,
+    }
+    for key, metric in (("global_dice", glob), ("per_image_dice", pimg)):
+        out[key]["ci_seeds_and_cases"] = (_two_stage_ci(a, b, metric, resamples, seed + 1)
+                                          if k > 1 and not np.array_equal(a, b) else [0.0, 0.0] if k > 1 else None)
+    return out
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of the p-values of one family of comparisons (same order as given)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamples: int = RESAMPLES,
+            seed: int = 0) -> Comparison:
+    """A vs B (module docstring). With several seeds on either side, both must hold the same seeds."""
+    if resamples < 100:
+        raise MedrefError(f"--resamples {resamples}: use at least 100 (a 95 % interval from fewer is noise)")
+    a, b = load_side(spec_a, ws, split), load_side(spec_b, ws, split)
+    if (len(a.seeds) > 1 or len(b.seeds) > 1) and a.seeds != b.seeds:
+        raise MedrefError(f"{spec_a} has seeds {a.seeds}, {spec_b} has {b.seeds}: seeds are paired by number, "
+                          f"so both sides need the same ones")
+    if a.ids != b.ids:
+        only = sorted(set(a.ids) ^ set(b.ids))
+        raise MedrefError(f"{a.runs[0]} and {b.runs[0]} were evaluated on different {split} images "
+                          f"({len(only)} differ, e.g. {only[0]!r}); compare runs of one test set")
+    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed))
+
+
+def is_better(stats: dict[str, Any], p_adjusted: float, alpha: float = 1 - CONFIDENCE) -> bool:
+    """A beats B: the global-Dice interval (seeds and cases where there are several seeds) lies above 0 and
+    the (adjusted) Wilcoxon p is below `alpha`."""
+    g = stats["global_dice"]
+    lo = (g["ci_seeds_and_cases"] or g["ci_cases"])[0]
+    return lo > 0 and p_adjusted < alpha and not math.isnan(p_adjusted)

@@ -1,0 +1,109 @@
+"""`medref compare`: paired differences, bootstrap intervals, Wilcoxon p, Holm; refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import counts_for, fake_run
+from medref_cli.errors import MedrefError
+from medref_cli.stages.compare import compare, holm, is_better, paired_stats
+from medref_cli.workspace import Workspace
+
+
+def test_a_known_shift_of_per_image_dice_lies_inside_its_interval():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.8, (3, 500))
+    noise = rng.uniform(-0.1, 0.1, base.shape)
+    shifted = base + 0.05 + noise - noise.mean()  # the sample shift is 0.05 exactly; values stay in (0, 1)
+    s = paired_stats(counts_for(shifted), counts_for(base), resamples=2000)
+    img = s["per_image_dice"]
+    assert img["ci_cases"][0] < 0.05 < img["ci_cases"][1]
+    assert img["ci_seeds_and_cases"][0] < 0.05 < img["ci_seeds_and_cases"][1]
+    assert img["ci_cases"][0] > 0.03 and img["wilcoxon_p"] < 1e-10  # a real, clearly resolved shift
+    assert s["global_dice"]["diff"] > 0 and s["global_dice"]["ci_cases"][0] > 0
+    assert is_better(s, img["wilcoxon_p"])
+    # the other way round: the interval flips sign, and A is not better
+    r = paired_stats(counts_for(base), counts_for(shifted), resamples=2000)
+    assert r["per_image_dice"]["ci_cases"][1] < 0 and not is_better(r, r["per_image_dice"]["wilcoxon_p"])
+
+
+def test_no_shift_gives_an_interval_around_0_and_a_large_p():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.3, 0.8, (1, 400))
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    s = paired_stats(counts_for(a), counts_for(b), resamples=2000)
+    assert s["per_image_dice"]["ci_cases"][0] < 0 < s["per_image_dice"]["ci_cases"][1]
+    assert s["per_image_dice"]["wilcoxon_p"] > 0.05 and s["global_dice"]["ci_seeds_and_cases"] is None
+
+
+def test_the_seed_interval_is_wider_than_the_case_interval_when_seeds_disagree():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.8, (3, 400))
+    a = np.clip(base + np.array([[-0.04], [0.02], [0.10]]) + rng.normal(0, 0.02, base.shape), 0, 1)
+    g = paired_stats(counts_for(a), counts_for(base), resamples=2000)["per_image_dice"]
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(g["ci_seeds_and_cases"]) > 3 * width(g["ci_cases"])
+
+
+def test_holm_matches_hand_computed_values():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5] and holm([0.6, 0.6]) == [1.0, 1.0]
+
+
+def test_a_run_against_itself_gives_0_an_interval_of_0_and_p_1(tmp_path, cli):
+    d = np.linspace(0.2, 0.9, 50)
+    for s in range(3):
+        fake_run(tmp_path, f"t1-cutmix-qata-2pct-s{s}", s, d)
+    out = tmp_path / "cmp.json"
+    res = cli("compare", "t1-cutmix-qata-2pct-s*", "t1-cutmix-qata-2pct-s*", "--out", out, "--workdir", tmp_path,
+              "--resamples", "200")
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    for key in ("global_dice", "per_image_dice"):
+        assert data[key]["diff"] == 0 and data[key]["ci_cases"] == [0, 0] and data[key]["ci_seeds_and_cases"] == [0, 0]
+    assert data["per_image_dice"]["wilcoxon_p"] == 1.0
+    assert data["a"]["seeds"] == [0, 1, 2] and data["n_images"] == 50
+    assert "t1-cutmix-qata-2pct-s0+1+2" in res.output
+
+
+def test_two_groups_of_seeds_are_paired_by_seed(tmp_path):
+    rng = np.random.default_rng(3)
+    for s in range(3):
+        b = rng.uniform(0.3, 0.7, 60)
+        fake_run(tmp_path, f"t1-cutmix-qata-2pct-s{s}", s, b)
+        fake_run(tmp_path, f"t1-semi-medref-qata-2pct-s{s}", s, b + 0.01 * (s + 1), method="semi-medref")
+    ws = Workspace.resolve(tmp_path)
+    cmp = compare("t1-semi-medref-qata-2pct-s*", "t1-cutmix-qata-2pct-s*", ws, resamples=200)
+    per_seed = [p["per_image_dice_diff"] for p in cmp.stats["per_seed"]]
+    assert per_seed == pytest.approx([0.01, 0.02, 0.03], abs=1e-5)  # seed i against seed i, not a mixture
+
+
+def test_different_test_sets_are_refused(tmp_path):
+    d = np.full(10, 0.5)
+    fake_run(tmp_path, "a", 0, d)
+    fake_run(tmp_path, "b", 0, d, ids=[f"other{k}" for k in range(10)])
+    with pytest.raises(MedrefError, match="different test images"):
+        compare("a", "b", Workspace.resolve(tmp_path), resamples=200)
+
+
+def test_unpaired_seeds_and_mixed_groups_are_refused(tmp_path, cli):
+    d = np.full(10, 0.5)
+    for s in (0, 1):
+        fake_run(tmp_path, f"x-s{s}", s, d)
+    fake_run(tmp_path, "y-s0", 0, d)
+    fake_run(tmp_path, "y-s5", 5, d)
+    fake_run(tmp_path, "mixed-s0", 0, d)
+    fake_run(tmp_path, "mixed-s1", 1, d, method="mean-teacher")
+    res = cli("compare", "x-s*", "y-s*", "--workdir", tmp_path)
+    assert res.exit_code == 2 and "paired by number" in res.output
+    res = cli("compare", "mixed-s*", "x-s*", "--workdir", tmp_path)
+    assert res.exit_code == 2 and "differ in method" in res.output
+    res = cli("compare", "x-s0", "nope", "--workdir", tmp_path)
+    assert res.exit_code == 2 and "nope: no run folder" in res.output
+    (tmp_path / "runs" / "y-s5" / "eval-test" / "per_case.csv").unlink()
+    res = cli("compare", "x-s0", "y-s5", "--workdir", tmp_path)
+    assert res.exit_code == 2 and "medref evaluate y-s5" in res.output
+    assert not (tmp_path / "comparisons").exists()
