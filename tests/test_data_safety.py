@@ -438,3 +438,98 @@ def test_evaluate_during_training_warns_and_records_the_epoch(tiny_run, cli):
     summary = json.loads((run / "eval-val" / "summary.json").read_text())
     epoch = torch.load(run / "checkpoint_best.pt", weights_only=True)["epoch"]
     assert summary["run_in_progress"] is True and summary["checkpoint_epoch"] == epoch
+
+
+# issue 36: no command deletes what it did not make, and every value a user types is checked ----------------
+def _input_folder(ws, tmp_path, n=2):
+    folder = tmp_path / "cases"
+    folder.mkdir(exist_ok=True)
+    for src in sorted((ws.dataset_dir("mini") / "images").glob("*.png"))[:n]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    return folder
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.slow
+def test_predict_overwrite_never_replaces_a_run_the_workspace_or_the_current_folder(tiny_run, cli, tmp_path,
+                                                                                   monkeypatch):
+    ws, run = tiny_run
+    folder = _input_folder(ws, tmp_path)
+    before = _tree(ws.root)
+    base = ["predict", "tiny", "--input", folder, "--text", CAPTION, "--workdir", ws.root]
+    for out, message in ((run, "inside"), (ws.root, "not a folder `medref predict --input` made"),
+                         (ws.runs, "not a folder `medref predict --input` made")):
+        res = cli(*base, "--out", out, "--overwrite")
+        assert res.exit_code == 2 and message in _error_line(res.output), res.output
+    res = cli("predict", "tiny", "--image", next(folder.iterdir()), "--text", CAPTION, "--workdir", ws.root,
+              "--out", run / "curve.png", "--overwrite")
+    assert res.exit_code == 2 and "inside" in _error_line(res.output)
+    assert _tree(ws.root) == before
+    monkeypatch.chdir(tmp_path / "cases")
+    res = cli(*base, "--out", ".", "--overwrite")
+    assert res.exit_code == 2 and "holds the input" in _error_line(res.output)
+    here = tmp_path / "here"
+    (here / "notes").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    res = cli(*base, "--out", ".", "--overwrite")
+    assert res.exit_code == 2 and "current folder" in _error_line(res.output)
+    assert _tree(here) == ["notes"]  # no `..<pid>.*.old` left behind
+    # a folder of the user's with something else in it is not replaced; a previous prediction folder is
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    res = cli(*base, "--out", mine, "--overwrite")
+    assert res.exit_code == 2 and (mine / "thesis.tex").read_text() == "years of work"
+    out = tmp_path / "pred"
+    assert cli(*base, "--out", out).exit_code == 0
+    res = cli(*base, "--out", out, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == {"masks", "overlays", "predictions.csv"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--batch-size", "-1", "--batch-size -1: must be at least 1"),
+    ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+    ("--threshold", "2", "--threshold 2.0: must lie strictly between 0 and 1"),
+    ("--threshold", "-1", "--threshold -1.0: must lie strictly between 0 and 1"),
+    ("--threshold", "nan", "--threshold nan: must lie strictly between 0 and 1"),
+])
+def test_predict_refuses_batch_sizes_below_1_and_thresholds_outside_0_1(tiny_run, cli, tmp_path, option, value,
+                                                                         message):
+    ws, _ = tiny_run
+    folder = _input_folder(ws, tmp_path)
+    res = cli("predict", "tiny", "--input", folder, "--text", CAPTION, "--out", tmp_path / "o", option, value,
+              "--workdir", ws.root)
+    assert res.exit_code == 2 and message in _error_line(res.output)
+    assert not (tmp_path / "o").exists()
+    if option == "--threshold":
+        res = cli("predict", "tiny", "--image", next(folder.iterdir()), "--text", CAPTION, "--out",
+                  tmp_path / "m.png", option, value, "--workdir", ws.root)
+        assert res.exit_code == 2 and message in _error_line(res.output) and not (tmp_path / "m.png").exists()
+
+
+@pytest.mark.slow
+def test_predict_folder_refuses_a_link_leading_out_of_it(tiny_run, cli, tmp_path):
+    ws, _ = tiny_run
+    folder = _input_folder(ws, tmp_path)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(next(folder.iterdir()).read_bytes())
+    (folder / "zz.png").symlink_to(outside)
+    res = cli("predict", "tiny", "--input", folder, "--text", CAPTION, "--out", tmp_path / "o", "--workdir", ws.root)
+    assert res.exit_code == 2 and "zz.png is a link to" in _error_line(res.output) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_predict_one_image_onto_a_folder_names_the_folder(tiny_run, cli, tmp_path):
+    ws, _ = tiny_run
+    folder = _input_folder(ws, tmp_path)
+    target = tmp_path / "bdir"
+    target.mkdir()
+    res = cli("predict", "tiny", "--image", next(folder.iterdir()), "--text", CAPTION, "--out", target,
+              "--overwrite", "--workdir", ws.root)
+    line = _error_line(res.output)
+    assert res.exit_code == 2 and f"--out {target} is a folder; --image writes one file" in line and ".tmp" not in line

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medref_cli.cli.options import Device, NoProgress, Overwrite, Run, Workdir
+from medref_cli.config import THRESHOLD
 
 Which = Annotated[str, typer.Option("--checkpoint", help="best | latest.")]
 
@@ -55,7 +56,7 @@ def predict(
     text: Annotated[str | None, typer.Option("--text", help="The positional report (for every image of a folder).")]
     = None,
     checkpoint: Which = "best",
-    threshold: Annotated[float, typer.Option(help="Probability threshold.")] = 0.5,
+    threshold: Annotated[float, typer.Option(help="Probability threshold, in (0, 1).")] = THRESHOLD,
     mask_format: Annotated[str, typer.Option("--format", help="Masks of --input: png | nifti.")] = "png",
     overlays: Annotated[int, typer.Option(help="Overlay PNGs written for --input (evenly spread).")] = 20,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass for --input.")] = 16,

@@ -38,9 +38,14 @@ class PredictConfig:
         return self.out.with_name(f"{self.out.name.split('.')[0]}_overlay.png")
 
 
+PREDICTIONS_HEADER = "id,image,text,lesion_pixels"  # how predictions.csv of a prediction folder begins
+MEDREF_MARKERS = ("run.json", "dataset.json", "runs", "datasets", "splits")  # what a run / dataset / workspace holds
+
+
 def check_outputs(inputs: list[Path], outputs: list[Path], overwrite: bool) -> None:
     """Refuse an output that is an input file or folder, or holds one (even with --overwrite), and an existing
-    output without --overwrite; paths compared after resolving links."""
+    output without --overwrite; paths compared after resolving links. With --overwrite, only what `predict` made
+    before is replaced (`check_replaceable`)."""
     real_inputs = [p.resolve() for p in inputs]
     for out in outputs:
         real = out.resolve()
@@ -48,8 +53,49 @@ def check_outputs(inputs: list[Path], outputs: list[Path], overwrite: bool) -> N
             if real == src or src.is_relative_to(real):
                 raise MedrefError(f"{out}: is or holds the input {src}; choose another --out (the input is never "
                                   "overwritten)")
-        if out.exists() and not overwrite:
-            raise MedrefError(f"{out}: already exists; pass --overwrite to replace it")
+        if out.exists() or out.is_symlink():
+            if not overwrite:
+                raise MedrefError(f"{out}: already exists; pass --overwrite to replace it")
+            check_replaceable(out)
+
+
+def _inside_run_or_dataset(path: Path) -> Path | None:
+    """`path` or the first folder above it that is a run or a prepared dataset (holds run.json / dataset.json)."""
+    real = path.resolve()
+    return next((d for d in (real, *real.parents) if (d / "run.json").is_file() or (d / "dataset.json").is_file()),
+                None)
+
+
+def check_replaceable(out: Path) -> None:
+    """`--overwrite` replaces only what `predict` made: a prediction folder (predictions.csv, masks/, overlays/
+    and nothing else) or a mask / overlay image file; never the current folder or one above it, a workspace, a
+    run, a dataset, a split or anything inside a run or dataset."""
+    real = out.resolve()
+    if real == Path.cwd().resolve() or Path.cwd().resolve().is_relative_to(real):
+        raise MedrefError(f"{out}: is the current folder or holds it; --out must be a new or prediction folder")
+    holder = _inside_run_or_dataset(out)
+    if holder is not None:
+        raise MedrefError(f"{out}: is or lies inside {holder}, a medref run or dataset; --overwrite never replaces "
+                          f"anything there; choose another --out")
+    if out.is_symlink():
+        raise MedrefError(f"{out}: is a symbolic link; --overwrite replaces only a file or folder predict made")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        csv_file = out / "predictions.csv"
+        made_by_predict = (csv_file.is_file() and names <= {"predictions.csv", "masks", "overlays"}
+                           and csv_file.read_text(errors="replace").startswith(PREDICTIONS_HEADER))
+        if not made_by_predict or names & set(MEDREF_MARKERS):
+            raise MedrefError(f"{out}: not a folder `medref predict --input` made (predictions.csv, masks/, "
+                              f"overlays/ only); --overwrite replaces only such a folder; choose another --out")
+        return
+    if not out.name.lower().endswith((".png", ".nii", ".nii.gz")):
+        raise MedrefError(f"{out}: not a mask or overlay predict writes (.png, .nii, .nii.gz); --overwrite "
+                          f"replaces only those; choose another --out")
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:  # nan fails too
+        raise MedrefError(f"--threshold {threshold}: must lie strictly between 0 and 1 (a probability cut)")
 
 
 def is_nifti(path: Path) -> bool:
@@ -87,6 +133,10 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
                           "one infected area, lower left lung.'")
     if not cfg.image.is_file():
         raise MedrefError(f"{cfg.image}: image not found")
+    check_threshold(cfg.threshold)
+    if cfg.out.is_dir():
+        raise MedrefError(f"--out {cfg.out} is a folder; --image writes one file (give a file name such as "
+                          f"{cfg.out / 'mask.png'}, or use --input for a folder of results)")
     check_outputs([cfg.image], [cfg.out, cfg.overlay], cfg.overwrite)
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
     model, text, device = tr.model, tr.text, tr.device
@@ -160,6 +210,11 @@ def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
     src = cfg.input
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_FILE_EXTENSIONS))
+        root = src.resolve()
+        outside = next((p for p in files if not p.resolve().is_relative_to(root)), None)
+        if outside is not None:  # the rule tables follow: nothing is read from outside the input's folder
+            raise MedrefError(f"{src}: {outside.name} is a link to {outside.resolve()}, outside the folder; copy the "
+                              "image in or remove the link")
         if not files:
             raise MedrefError(f"{src}: no images (expected {', '.join(IMAGE_FILE_EXTENSIONS)})")
         if not (cfg.text or "").strip():
@@ -196,6 +251,9 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
 
     if cfg.mask_format not in ("png", "nifti"):
         raise MedrefError(f"--format {cfg.mask_format!r}: choose png or nifti")
+    if cfg.batch_size < 1:
+        raise MedrefError(f"--batch-size {cfg.batch_size}: must be at least 1")
+    check_threshold(cfg.threshold)
     inputs = batch_inputs(cfg)
     check_outputs([cfg.input, *(path for _, path, _ in inputs)], [cfg.out], cfg.overwrite)
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-THRESHOLD = 0.5  # a pixel is lesion when its probability is >= this (SPEC 4), in every stage
+from medref_cli.config import THRESHOLD  # noqa: F401 - re-exported: a pixel is lesion when its probability is >= it
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
