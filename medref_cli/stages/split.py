@@ -24,6 +24,9 @@ class SplitConfig:
 
 
 def run(cfg: SplitConfig, ws: Workspace) -> tuple[SplitSpec, Path]:
+    from medref_cli.config import check_seed
+
+    check_seed(cfg.seed)
     ratio = parse_ratio(cfg.labeled)
     manifest, _ = load_dataset(ws, cfg.dataset)
     path = split_path(ws, cfg.dataset, ratio, cfg.seed)

@@ -28,6 +28,7 @@ from torch.utils.data import Sampler
 
 from medref_cli.artifacts import RunInfo
 from medref_cli.config import ModelConfig, RunConfig, TrainConfig
+from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
@@ -157,6 +158,16 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
             raise
 
 
+def check_finite_loss(row: dict[str, Any], run: Path) -> None:
+    """Stop with a one-line error when an epoch's mean training loss is not finite (a diverged run: NaN from then
+    on). The epoch's row and checkpoint are not written; `checkpoint_latest.pt` holds the last good epoch."""
+    bad = {k: v for k, v in row.items() if k.startswith("loss") and isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise MedrefError(f"{run}: epoch {row['epoch']}: {name} is {value} (not finite): training diverged; lower "
+                          f"train.lr or check the data (the last good epoch is in checkpoint_latest.pt)")
+
+
 def steps_per_epoch(cfg: TrainConfig, n_labeled: int, n_unlabeled: int, world: int = 1) -> int:
     """Fixed `steps_per_epoch`, else one pass over the unlabelled pool (semi), else over the labelled set."""
     if cfg.steps_per_epoch:
@@ -273,6 +284,7 @@ class _Trainer:
         status = "finished"
         for epoch in range(self.progress.epoch, self.cfg.epochs):
             row = self.train_epoch(epoch)
+            check_finite_loss(row, ctx.run)
             reason = self.validate_and_checkpoint(epoch, row) if ctx.is_main else None
             stop = stop_flag(reason is not None, ctx.device)
             if ctx.world > 1:
