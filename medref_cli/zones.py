@@ -117,10 +117,18 @@ def flip_caption(caption: str) -> str:
     return re.sub(r"\b(left|right)\b", swap, caption, flags=re.IGNORECASE)
 
 
+# A terminal escape sequence, whole: CSI (ESC [ params final), OSC (ESC ] ... BEL or ESC \), or ESC + one char
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_WORD_BREAKS = "\u200b"  # zero-width space: a break between words ("right\u200blung" is two words)
+
+
 def normalise_caption(caption: str) -> str:
-    """One line of text: whitespace of any kind (line breaks, tabs, form feeds) collapses to one space, other
-    control and invisible format characters (NUL, BEL, zero-width space, BOM, ...) are dropped, and a doubled
-    final `..` is reduced to `.`; wording otherwise untouched. A report split over lines ("left\\nlower") keeps
-    its words apart ("left lower")."""
-    text = " ".join("".join(c for c in str(caption) if c.isspace() or unicodedata.category(c)[0] != "C").split())
+    """One line of text: terminal escape sequences (a pasted ANSI colour) are removed whole, whitespace of any
+    kind (line breaks, tabs, form feeds) and a zero-width space collapse to one space, other control and
+    invisible format characters (NUL, BEL, BOM, zero-width joiners, ...) are dropped, and a doubled final `..`
+    is reduced to `.`; wording otherwise untouched. A report split over lines ("left\\nlower") keeps its words
+    apart ("left lower")."""
+    text = _ANSI.sub("", str(caption))
+    text = "".join(" " if c in _WORD_BREAKS else c for c in text)
+    text = " ".join("".join(c for c in text if c.isspace() or unicodedata.category(c)[0] != "C").split())
     return re.sub(r"\.{2,}$", ".", text)

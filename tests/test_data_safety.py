@@ -248,8 +248,18 @@ def test_normalise_caption_table():
 
     assert normalise_caption("left\nlower") == "left lower"
     assert normalise_caption("a\r\n\tb\x0bc\x1fd") == "a b c d"
-    assert normalise_caption("zero\u200bwidth\ufeff") == "zerowidth"
+    assert normalise_caption("zero\u200bwidth\ufeff") == "zero width"
     assert normalise_caption("end..") == "end."
+    # issue 36: a pasted colour code goes whole; a zero-width space keeps two words apart, and the zones survive
+    from medref_cli.zones import parse_zones
+
+    assert normalise_caption("\x1b[31mleft\x1b[0m lung") == "left lung"
+    assert normalise_caption("\x1b[1;38;5;196mlower\x1b[m left lung") == "lower left lung"
+    assert normalise_caption("\x1b]0;title\x07upper right lung") == "upper right lung"
+    assert normalise_caption("right\u200blung") == "right lung"
+    assert parse_zones(normalise_caption("\x1b[31mlower left lung\x1b[0m")) == parse_zones("lower left lung")
+    assert parse_zones(normalise_caption("lower right\u200blung")) == parse_zones("lower right lung")
+    assert any(parse_zones("lower right lung"))
 
 
 # 6. concurrent writers: a run's lock is held before anything is removed; temp folders are per process --------
@@ -593,3 +603,13 @@ def test_a_diverging_run_stops_with_one_line_and_records_failed(cli, workdir, mo
     run = workdir / "runs" / "nan"
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 0 only
+
+
+@pytest.mark.slow
+def test_pseudo_label_of_a_run_with_every_mask_is_one_line_and_writes_nothing(cli, workdir):
+    _prepare_sample(cli)
+    res = cli("pretrain", "-d", "qata", "-l", "100%", "--preset", "tiny", "--epochs", "1", "--name", "full")
+    assert res.exit_code == 0, res.output
+    res = cli("pseudo-label", "full")
+    assert res.exit_code == 2 and "no unlabelled images in this run's split" in _error_line(res.output)
+    assert not [p for p in (workdir / "runs" / "full").iterdir() if "pseudo" in p.name]

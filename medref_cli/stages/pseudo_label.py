@@ -45,7 +45,13 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
 
     if cfg.split not in ("train_unlabeled", "train_labeled", "val", "test"):
         raise MedrefError(f"--split {cfg.split!r}: choose train_unlabeled, train_labeled, val or test")
+    if cfg.batch_size < 1:
+        raise MedrefError(f"--batch-size {cfg.batch_size}: must be at least 1")
     tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    if not getattr(tr.spec, cfg.split):
+        what = "unlabelled" if cfg.split == "train_unlabeled" else cfg.split
+        raise MedrefError(f"{tr.path}: no {what} images in this run's split ({tr.info.split_file}, labelled share "
+                          f"{tr.info.ratio}); nothing to pseudo-label")
     used = "student"
     if cfg.model == "teacher" and "teacher" in tr.ckpt:
         tr.model.load_state_dict(tr.ckpt["teacher"])
