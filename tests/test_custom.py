@@ -81,6 +81,11 @@ def test_prepare_custom_laterality_image_keeps_the_words_sides(cli, workdir, tmp
     (lambda t: t.write_text("image\ttext\tsplit\nimg/a.png\tleft lung\tholdout\n"), "split 'holdout'"),
     (lambda t: ((t.parent / "img" / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"junk"),
                 t.write_text("image\ttext\nimg/bad.dcm\tleft lung\n")), "bad.dcm: unreadable DICOM"),
+    # issue 36: a row whose mask is its own image; a UTF-16 table without its byte-order mark
+    (lambda t: t.write_text("image\ttext\tmask\nimg/a.png\tleft lung\timg/a.png\n"),
+     "row 2: the mask 'img/a.png' is the image file itself"),
+    (lambda t: t.write_bytes("image\ttext\nimg/a.png\tleft lung\n".encode("utf-16-le")),
+     "holds NUL bytes (UTF-16 without a byte-order mark?); save the table as UTF-8"),
 ])
 def test_prepare_custom_bad_input_is_named(cli, workdir, tmp_path, edit, message):
     table = _dataset(tmp_path / "raw")
@@ -184,3 +189,18 @@ def test_file_stem_and_image_key_share_one_extension_rule(name, stem, key):
     from medref_cli.importers.tables import file_stem, image_key
 
     assert (file_stem(name), image_key(name)) == (stem, key)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_prepare_custom_reads_unicode_tables_with_a_byte_order_mark(cli, workdir, tmp_path, encoding):
+    """Spreadsheet programs save "Unicode text" as UTF-16 with a BOM: read as UTF-8 is (no 'ÿþimage' column)."""
+    import codecs
+
+    table = _dataset(tmp_path / "raw")
+    text = table.read_text().replace("left lung", "left lung — gauche")
+    bom = {"utf-16-be": codecs.BOM_UTF16_BE}.get(encoding, b"")
+    table.write_bytes(bom + text.encode(encoding))
+    res = cli("prepare", "custom", "--table", table, "--name", "u")
+    assert res.exit_code == 0, res.output
+    data = json.loads((workdir / "datasets" / "u" / "dataset.json").read_text())
+    assert any("gauche" in r["caption"] for r in data["records"])

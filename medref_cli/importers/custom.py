@@ -96,6 +96,9 @@ def scan_table(table: Path) -> RawScan:
     scan = RawScan("custom-table")
     for (k, row), (rid, note, image) in zip(rows, table_images(table, rows), strict=True):
         mask = path_in_folder(table, row["mask"], k, "mask") if row.get("mask") else None
+        if mask is not None and mask.resolve() == image.resolve():
+            raise MedrefError(f"{table}: row {k}: the mask {row['mask']!r} is the image file itself; name the "
+                              "mask file, or leave the cell empty for an unlabelled image")
         split = SPLIT_ALIASES.get((row.get("split") or "train").lower())
         if split is None:
             raise MedrefError(f"{table}: row {k}: split {row['split']!r} is not train, val or test")

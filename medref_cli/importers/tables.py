@@ -86,6 +86,28 @@ def _rows_from_header(table: Path, header: list[str], rows: Iterable[tuple[int, 
     return out
 
 
+def _decode(table: Path) -> str:
+    """A text table's content: UTF-8 (with or without a BOM), UTF-16 or UTF-32 with a BOM (what spreadsheet
+    programs save as "Unicode text"), else Latin-1."""
+    import codecs
+
+    raw = table.read_bytes()
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise MedrefError(f"{table}: starts as {encoding.upper()} but does not decode as it; save the table "
+                                  "as UTF-8") from None
+    if b"\x00" in raw[:4096]:
+        raise MedrefError(f"{table}: holds NUL bytes (UTF-16 without a byte-order mark?); save the table as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def read_grid(table: Path) -> list[tuple[int, list[str]]]:
     """Every row of a CSV (`,` or `;`, sniffed from the header line), TSV or xlsx (first sheet) table as
     (1-based row number, cells as strings; an empty cell is ""), header first. The one table reader of
@@ -102,10 +124,7 @@ def read_grid(table: Path) -> list[tuple[int, list[str]]]:
         finally:
             wb.close()
     else:
-        try:
-            text = table.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            text = table.read_text(encoding="latin-1")
+        text = _decode(table)
         first = text.splitlines()[0] if text else ""
         delimiter = "\t" if table.suffix.lower() == ".tsv" or "\t" in first else \
             ";" if first.count(";") > first.count(",") else ","
