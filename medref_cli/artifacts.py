@@ -106,7 +106,10 @@ class DatasetManifest:
 
 def load_dataset(ws: Workspace, name: str) -> tuple[DatasetManifest, Path]:
     """Read and validate `<workdir>/datasets/<name>/dataset.json`."""
+    from medref_cli.workspace import restore_interrupted
+
     folder = ws.dataset_dir(name)
+    restore_interrupted(folder)
     if not (folder / "dataset.json").is_file():
         known = ", ".join(ws.prepared_datasets()) or "none"
         raise MedrefError(

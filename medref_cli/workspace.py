@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
+
+log = logging.getLogger(__name__)
 
 WORKDIR_ENV = "MEDREF_WORKDIR"
 DEFAULT_WORKDIR = "medref-work"
@@ -59,10 +62,12 @@ class Workspace:
         return self.datasets / check_name(name, "dataset name")
 
     def prepared_datasets(self) -> list[str]:
-        """Names of the datasets that have a manifest, sorted."""
+        """Names of the datasets that have a manifest, sorted (never a temp folder)."""
         if not self.datasets.is_dir():
             return []
-        return sorted(p.name for p in self.datasets.iterdir() if (p / "dataset.json").is_file())
+        restore_all_interrupted(self.datasets)
+        return sorted(p.name for p in self.datasets.iterdir()
+                      if not p.name.startswith(".") and (p / "dataset.json").is_file())
 
 
 def check_name(name: str, what: str) -> str:
@@ -184,9 +189,34 @@ def run_lock(folder: Path) -> Iterator[None]:
         release_lock(folder)
 
 
+def restore_interrupted(final: Path) -> bool:
+    """Put back the old copy of `final` when a writer was killed between the two renames of a replace (`final`
+    moved into `.<name>.<pid>.*.old/`, the new copy not yet renamed in): True if it restored one. Only a dead
+    writer's `.old` is used; the old copy, complete by construction, wins over the new one."""
+    if final.exists() or not final.parent.is_dir():
+        return False
+    for trash in sorted(final.parent.glob(f".{final.name}.*.old")):
+        kept = trash / final.name
+        if trash.is_dir() and kept.exists() and not _writer_alive(trash.name, final.name):
+            os.replace(kept, final)
+            log.warning("%s: restored the copy a killed replace had set aside (%s)", final, trash.name)
+            return True
+    return False
+
+
+def restore_all_interrupted(parent: Path) -> None:
+    """`restore_interrupted` for every artifact folder of `parent` that a killed replace left aside."""
+    if parent.is_dir():
+        for trash in parent.glob(".*.old"):
+            name = trash.name[1:].rsplit(".", 3)[0]  # .<name>.<pid>.<random>.old
+            if name:
+                restore_interrupted(parent / name)
+
+
 def remove_stale_temps(final: Path) -> None:
     """Temp folders of `final` left by a killed writer (`.<name>.<pid>.*.tmp` / `.old` whose process is gone;
-    a live writer's temp folder is left alone)."""
+    a live writer's temp folder is left alone), after `restore_interrupted` has put back an old copy."""
+    restore_interrupted(final)
     if final.parent.is_dir():
         for p in final.parent.glob(f".{final.name}.*"):
             if p.is_dir() and p.name.endswith((".tmp", ".old")) and not _writer_alive(p.name, final.name):

@@ -39,6 +39,18 @@ def test_prepare_sample_then_split(cli, workdir):
     res = cli("split", "-d", "mosmed-mini", "-l", "25%")
     assert res.exit_code == 0, res.output
     assert (workdir / "splits" / "mosmed-mini-25pct-s42.json").is_file()
+    # issue 36: again on the same workspace: refused before anything changes (raw/sample kept whole)
+    raw = sorted(p.relative_to(workdir) for p in (workdir / "raw" / "sample").rglob("*"))
+    res = cli("prepare", "sample", "--n", "4", "--size", "48")
+    assert res.exit_code == 2 and "qata-mini: already exists; pass --overwrite" in res.output
+    assert sorted(p.relative_to(workdir) for p in (workdir / "raw" / "sample").rglob("*")) == raw
+    # a second `prepare sample` while one runs (the workspace lock held by a live process) is refused
+    import os
+
+    (workdir / ".lock").write_text(str(os.getppid()))
+    res = cli("prepare", "sample", "--n", "4", "--size", "48", "--overwrite")
+    assert res.exit_code == 2 and "in use by process" in res.output
+    assert sorted(p.relative_to(workdir) for p in (workdir / "raw" / "sample").rglob("*")) == raw
 
 
 def test_workdir_option_beats_env(cli, workdir, tmp_path):

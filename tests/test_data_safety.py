@@ -613,3 +613,34 @@ def test_pseudo_label_of_a_run_with_every_mask_is_one_line_and_writes_nothing(cl
     res = cli("pseudo-label", "full")
     assert res.exit_code == 2 and "no unlabelled images in this run's split" in _error_line(res.output)
     assert not [p for p in (workdir / "runs" / "full").iterdir() if "pseudo" in p.name]
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_two_renames_of_a_replace_restores_the_old_copy(cli, workdir):
+    """SIGKILL after `prepare --overwrite` moved the old dataset aside and before the new one took its name: the
+    next command puts the old copy back; no temp name is ever listed as a dataset."""
+    _prepare_sample(cli)
+    old_manifest = (workdir / "datasets" / "qata" / "dataset.json").read_text()
+    code = f"""
+import os, signal
+from pathlib import Path
+import medref_cli.workspace as w
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if Path(src).name == "qata" and Path(src).parent.name == "datasets":  # the old copy set aside: die here
+        os.kill(os.getpid(), signal.SIGKILL)
+w.os.replace = replace
+from medref_cli.cli.app import app
+app(["prepare", "qata", "--raw", {str(REPO / "sample_data" / "qata-mini")!r}, "--overwrite", "--size", "32"])
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MEDREF_WORKDIR": str(workdir)},
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert not (workdir / "datasets" / "qata").exists()  # the state the kill left
+    res = cli("split", "-d", "nope", "-l", "25%")
+    assert res.exit_code == 2 and "(prepared: qata)" in res.output and ".tmp" not in res.output, res.output
+    assert (workdir / "datasets" / "qata" / "dataset.json").read_text() == old_manifest
+    assert cli("split", "-d", "qata", "-l", "25%").exit_code == 0
+    res = cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini", "--overwrite")
+    assert res.exit_code == 0 and not [p for p in (workdir / "datasets").iterdir() if p.name.startswith(".")]

@@ -86,15 +86,21 @@ def sample(
     workdir: Workdir = None,
 ) -> None:
     """Synthetic offline data: writes raw qata-mini/mosmed-mini layouts and prepares both."""
+    from medref_cli.errors import MedrefError
     from medref_cli.progress import progress_enabled
     from medref_cli.stages.prepare import PrepareConfig, run
     from medref_cli.synthetic import write_sample_data
-    from medref_cli.workspace import Workspace, staged_dir
+    from medref_cli.workspace import Workspace, run_lock, staged_dir
 
     ws = Workspace.resolve(workdir)
     raw_root = ws.root / "raw" / "sample"
-    with staged_dir(raw_root, overwrite=True) as tmp:
-        write_sample_data(tmp, n=n, size=size, seed=seed, distractors=distractors)
-    for kind, name in (("qata", "qata-mini"), ("mosmed", "mosmed-mini")):
-        cfg = PrepareConfig(kind, raw_root / name, name, None, overwrite, False, progress_enabled(not no_progress))
-        _report(run(cfg, ws), ws)
+    datasets = (("qata", "qata-mini"), ("mosmed", "mosmed-mini"))
+    with run_lock(ws.root):  # the whole command: two at once cannot mix one's raw files with the other's datasets
+        existing = [ws.dataset_dir(name) for _, name in datasets if ws.dataset_dir(name).exists()]
+        if existing and not overwrite:  # every target checked before anything is written
+            raise MedrefError(f"{existing[0]}: already exists; pass --overwrite to replace it (nothing was changed)")
+        with staged_dir(raw_root, overwrite=True) as tmp:
+            write_sample_data(tmp, n=n, size=size, seed=seed, distractors=distractors)
+        for kind, name in datasets:
+            cfg = PrepareConfig(kind, raw_root / name, name, None, overwrite, False, progress_enabled(not no_progress))
+            _report(run(cfg, ws), ws)
