@@ -131,7 +131,31 @@ def load_manifest(folder: Path) -> DatasetManifest:
         for rel in (r.image, r.mask):
             if rel is not None and not (root / rel).resolve().is_relative_to(root):
                 raise MedrefError(f"{path}: record {r.id!r} path {rel!r} escapes the dataset folder")
+    if manifest.dataset_hash != manifest.compute_hash():
+        raise MedrefError(f"{path}: its records no longer match its dataset_hash (edited or damaged since "
+                          f"`medref prepare`); prepare the dataset again with --overwrite")
     return manifest
+
+
+def verify_files(manifest: DatasetManifest, folder: Path, ids: list[str]) -> None:
+    """The image and mask files of `ids` are the bytes `prepare` wrote (sha256 of dataset.json); a changed or
+    swapped file is a one-line error naming it."""
+    import hashlib
+
+    by_id = manifest.by_id()
+    for rid in ids:
+        rec = by_id[rid]
+        for rel, expected in ((rec.image, rec.image_sha256), (rec.mask, rec.mask_sha256)):
+            if rel is None:
+                continue
+            try:
+                digest = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
+            except FileNotFoundError:
+                raise MedrefError(f"{folder / rel}: missing (record {rid!r} of {folder / 'dataset.json'}); prepare "
+                                  "the dataset again with --overwrite") from None
+            if digest != expected:
+                raise MedrefError(f"{folder / rel}: changed since `medref prepare` (its sha256 differs from "
+                                  f"{folder / 'dataset.json'}); prepare the dataset again with --overwrite")
 
 
 @dataclass

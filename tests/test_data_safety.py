@@ -644,3 +644,33 @@ app(["prepare", "qata", "--raw", {str(REPO / "sample_data" / "qata-mini")!r}, "-
     assert cli("split", "-d", "qata", "-l", "25%").exit_code == 0
     res = cli("prepare", "qata", "--raw", REPO / "sample_data" / "qata-mini", "--overwrite")
     assert res.exit_code == 0 and not [p for p in (workdir / "datasets").iterdir() if p.name.startswith(".")]
+
+
+def test_an_edited_dataset_json_is_refused_on_load(cli, workdir):
+    _prepare_sample(cli)
+    path = workdir / "datasets" / "qata" / "dataset.json"
+    data = json.loads(path.read_text())
+    for edit in (lambda d: d.update(dataset_hash="0" * 64),
+                 lambda d: d["records"][0].update(caption="Bilateral pulmonary infection, all left lung.")):
+        bad = json.loads(json.dumps(data))
+        edit(bad)
+        path.write_text(json.dumps(bad))
+        res = cli("split", "-d", "qata", "-l", "25%")
+        assert res.exit_code == 2 and "no longer match its dataset_hash" in _error_line(res.output)
+    assert not (workdir / "splits").exists()
+    path.write_text(json.dumps(data))
+    assert cli("split", "-d", "qata", "-l", "25%").exit_code == 0
+
+
+@pytest.mark.slow
+def test_evaluate_names_a_prepared_image_that_was_swapped(cli, workdir):
+    _prepare_sample(cli)
+    res = cli("pretrain", "-d", "qata", "-l", "25%", "--preset", "tiny", "--epochs", "1", "--name", "r")
+    assert res.exit_code == 0, res.output
+    split = json.loads((workdir / "runs" / "r" / "split.json").read_text())
+    images = workdir / "datasets" / "qata" / "images"
+    victim, other = images / f"{split['test'][0]}.png", images / f"{split['train_labeled'][0]}.png"
+    victim.write_bytes(other.read_bytes())
+    res = cli("evaluate", "r")
+    assert res.exit_code == 2 and f"{victim}: changed since `medref prepare`" in _error_line(res.output)
+    assert not (workdir / "runs" / "r" / "eval-test").exists()

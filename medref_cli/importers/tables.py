@@ -100,7 +100,8 @@ def _decode(table: Path) -> str:
             except UnicodeDecodeError:
                 raise MedrefError(f"{table}: starts as {encoding.upper()} but does not decode as it; save the table "
                                   "as UTF-8") from None
-    if b"\x00" in raw[:4096]:
+    head = raw[:64]
+    if head and head.count(0) >= len(head) // 4:  # ASCII text in UTF-16: every other byte is NUL
         raise MedrefError(f"{table}: holds NUL bytes (UTF-16 without a byte-order mark?); save the table as UTF-8")
     try:
         return raw.decode("utf-8-sig")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary
+from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary, verify_files
 from medref_cli.errors import MedrefError
 from medref_cli.report_zones import caption_zones
 from medref_cli.training.data import without_meta_tracking
@@ -83,6 +83,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
     if out_dir.exists() and not cfg.overwrite:
         raise MedrefError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    verify_files(tr.manifest, tr.folder, ids)
     data = [d for d in items(tr.manifest, tr.folder, ids) if "label" in d]
     if not data:
         raise MedrefError(f"{tr.path}: no {cfg.split} image has a mask to evaluate against")
