@@ -76,3 +76,33 @@ def test_cli_resume_applies_epochs_and_refuses_a_new_text_encoder(cli, tmp_path)
     assert "resume: applied train.epochs 1 -> 2" in (run / "log.txt").read_text()
     res = cli(*base, "--resume", "--text-encoder", "/nowhere")
     assert res.exit_code != 0 and "cannot change model.text_encoder" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("lr: 0.002", "lr: 0.5"), "train.lr was edited (0.002 -> 0.5) since the run's last checkpoint"),
+    (lambda t: "", "malformed"),
+    (lambda t: "- a\n- b\n", "expected a mapping at the top level"),
+    (lambda t: "preset: tiny\n", "malformed"),
+    (lambda t: t.replace("image_size: 64", "image_size: 96"), "model.image_size was edited (64 -> 96)"),
+])
+def test_resume_refuses_a_hand_edited_or_malformed_config_yaml(cli, tmp_path, edit, message):
+    """Issue 36: an edited config.yaml is neither ignored nor a traceback; an edit --resume may make is kept."""
+    from medref_cli.stages.prepare import PrepareConfig
+    from medref_cli.stages.prepare import run as prepare
+    from medref_cli.synthetic import SampleSpec, write
+    from medref_cli.workspace import Workspace
+
+    write(tmp_path / "raw", SampleSpec("qata", n=16, size=64, seed=4))
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), Workspace.resolve(tmp_path / "w"))
+    base = ["pretrain", "-d", "s", "-l", "100%", "--preset", "tiny", "--name", "r", "--workdir", tmp_path / "w",
+            "--no-progress"]
+    assert cli(*base, "--epochs", "1").exit_code == 0
+    config = tmp_path / "w" / "runs" / "r" / "config.yaml"
+    original = config.read_text()
+    assert "lr: 0.002" in original and "image_size: 64" in original
+    config.write_text(edit(original))
+    res = cli(*base, "--resume", "--epochs", "2")
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    config.write_text(original)
+    assert cli(*base, "--resume", "--epochs", "2").exit_code == 0

@@ -154,7 +154,6 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
 
 def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001, ANN202
     """(RunConfig, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
-    import yaml
 
     from medref_cli.artifacts import load_run
 
@@ -165,12 +164,39 @@ def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001,
     info = load_run(run)
     if info.dataset_hash != manifest.dataset_hash:
         raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
-    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved = _saved_config(run, info)
     config, applied = resume_config(req, run, saved, info, load_config_file(req.config_file) if req.config_file else {})
     check_logger(config.train.logger)
     if applied and rank == 0:
         _write_config(run, config)
     return config, info, applied
+
+
+def _saved_config(run: Path, info: Any) -> dict[str, Any]:  # noqa: ANN401 - RunInfo
+    """The run's `config.yaml`, checked: a malformed file, or a field edited by hand since the last checkpoint
+    that `--resume` may not change, is a one-line error naming it (the checkpoint holds the config it ran with)."""
+    from medref_cli.config import RESUMABLE, load_yaml, plain_value
+    from medref_cli.model import checkpoint
+
+    path = run / "config.yaml"
+    saved = load_yaml(path)
+    if not isinstance(saved.get("config"), dict) or "preset" not in saved:
+        raise MedrefError(f"{path}: malformed (expected `preset:` and `config:` as medref wrote them); restore it "
+                          f"or start a new run")
+    method = info.method if info.stage == "semi-train" else None
+    try:
+        written = RunConfig.from_saved(saved, method, str(path)).to_dict()
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MedrefError(f"{path}: malformed ({exc.__class__.__name__}: {exc}); restore it or start a new run") \
+            from None
+    ran = checkpoint.load(run / "checkpoint_latest.pt").get("config") or {}
+    for section, values in ran.items():
+        for key, value in values.items():
+            now = written.get(section, {}).get(key)
+            if plain_value(now) != plain_value(value) and (section, key) not in RESUMABLE:
+                raise MedrefError(f"{path}: {section}.{key} was edited ({value!r} -> {now!r}) since the run's last "
+                                  f"checkpoint; --resume cannot change it; put it back, or start a new run (--name)")
+    return saved
 
 
 def _write_config(run: Path, config: RunConfig) -> None:
