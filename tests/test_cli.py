@@ -85,3 +85,12 @@ def test_method_interface_and_supervised_are_separate():
 
     assert issubclass(Supervised, Method) and issubclass(TeacherStudent, Method)
     assert not issubclass(TeacherStudent, Supervised) and TeacherStudent.best_state is not Method.best_state
+
+
+def test_help_lists_the_commands_in_pipeline_order(cli):
+    res = cli("--help")
+    names = [line.split()[1] for line in res.output.splitlines() if line.startswith("│ ") and len(line.split()) > 1
+             and line.split()[1] in ("prepare", "split", "pretrain", "semi-train", "pseudo-label", "evaluate",
+                                     "compare", "predict", "table1")]
+    assert names == ["prepare", "split", "pretrain", "semi-train", "pseudo-label", "evaluate", "compare", "predict",
+                     "table1"]

@@ -674,3 +674,19 @@ def test_evaluate_names_a_prepared_image_that_was_swapped(cli, workdir):
     res = cli("evaluate", "r")
     assert res.exit_code == 2 and f"{victim}: changed since `medref prepare`" in _error_line(res.output)
     assert not (workdir / "runs" / "r" / "eval-test").exists()
+
+
+@pytest.mark.slow
+def test_init_fixes_the_model_a_conflicting_preset_or_encoder_is_refused(tiny_run, cli):
+    ws, _ = tiny_run
+    base = ["semi-train", "-d", "mini", "-l", "50%", "--init", "tiny", "--epochs", "1", "--workdir", ws.root]
+    before = sorted(p.name for p in ws.runs.iterdir())
+    res = cli(*base, "--preset", "cpu")
+    assert res.exit_code == 2 and "--preset cpu: --init tiny was trained with preset tiny" in _error_line(res.output)
+    res = cli(*base, "--encoder", "unet")
+    assert res.exit_code == 2 and "model.encoder 'unet': --init tiny has 'convnext'" in _error_line(res.output)
+    assert sorted(p.name for p in ws.runs.iterdir()) == before
+    res = cli(*base, "--name", "from-tiny", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert json.loads((ws.runs / "from-tiny" / "run.json").read_text())["preset"] == "tiny"
+    assert "preset: tiny" in (ws.runs / "from-tiny" / "config.yaml").read_text()
