@@ -1,0 +1,118 @@
+"""The qata-ssl tables from the committed cells: `python results/qata-ssl/table.py` prints Markdown.
+
+1. One row per cell (test Dice, epochs).
+2. The headline: per method and ratio the test Dice (global, mean +- std over seeds), its gain over supervised
+   and over cutmix. Where both sides have `eval-test/per_case.csv`, the gain comes from `medref compare`'s
+   statistics (a 95 % interval over seeds and images, Wilcoxon p on per-image Dice); where one side has only its
+   summary (qata-ratios' cells, whose checkpoints were not kept), from the seeds alone (paired by seed: a t
+   interval over the seed differences and a paired t-test p), marked "seeds". The p-values of the whole table
+   are Holm-adjusted together. Only seeds both sides finished are paired.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from medref_cli.stages.compare import holm, paired_stats, side_of  # noqa: E402
+
+CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
+ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
+         "semi-medref-no-pos-aug", "semi-medref-no-itcl")
+RATIOS = ("1pct", "2pct", "5pct")
+
+
+def cells() -> dict[tuple[str, str], dict[int, Path]]:
+    """{(method, ratio): {seed: run folder}}: this study's runs, then qata-ratios' for what this study lacks."""
+    out: dict[tuple[str, str], dict[int, Path]] = {}
+    for root in (HERE / "runs", HERE.parent / "qata-ratios" / "runs"):
+        for run in sorted(root.iterdir()) if root.is_dir() else []:
+            m = CELL.match(run.name)
+            if m and m["ratio"] in RATIOS and _summary(run) is not None:
+                out.setdefault((m["method"], m["ratio"]), {}).setdefault(int(m["seed"]), run)
+    return out
+
+
+def _summary(run: Path) -> dict | None:
+    for path in (run / "eval-test" / "summary.json", run / "eval-test-summary.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def _dice(run: Path) -> float:
+    return _summary(run)["protocols"]["global"]["dice"]
+
+
+def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
+    """A - B in global Dice over the seeds both have: per image where both have per-case scores, else per seed."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    if all((r / "eval-test" / "per_case.csv").is_file() for r in [*(a[s] for s in seeds), *(b[s] for s in seeds)]):
+        sa, sb = side_of([a[s] for s in seeds]), side_of([b[s] for s in seeds])
+        st = paired_stats(sa.counts, sb.counts)
+        g = st["global_dice"]
+        return {"diff": g["diff"], "ci": g["ci_seeds_and_cases"] or g["ci_cases"], "p": st["per_image_dice"]["wilcoxon_p"],
+                "level": "images", "n": len(seeds)}
+    d = [_dice(a[s]) - _dice(b[s]) for s in seeds]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return {"diff": mean, "ci": None, "p": None, "level": "seeds", "n": 1}
+    half = stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / len(d) ** 0.5
+    p = float(stats.ttest_rel([_dice(a[s]) for s in seeds], [_dice(b[s]) for s in seeds]).pvalue) \
+        if statistics.stdev(d) > 0 else (0.0 if mean else 1.0)
+    return {"diff": mean, "ci": [mean - half, mean + half], "p": p, "level": "seeds", "n": len(d)}
+
+
+def main() -> None:
+    found = cells()
+    print("| cell | test Dice global | per-image | epochs (best) |\n|---|---|---|---|")
+    for run in sorted((HERE / "runs").iterdir()) if (HERE / "runs").is_dir() else []:
+        s, info = _summary(run), json.loads((run / "run.json").read_text())
+        if s is not None:
+            print(f"| {run.name} | {s['protocols']['global']['dice']:.4f} | {s['protocols']['per_image']['dice']:.4f} "
+                  f"| {info['epochs_done']} ({info['best_epoch']}) |")
+    rows, gains = [], []
+    for ratio in RATIOS:
+        for method in ORDER:
+            mine = found.get((method, ratio))
+            if not mine:
+                continue
+            vals = [_dice(r) for r in mine.values()]
+            row = {"method": method, "ratio": ratio, "dice": vals}
+            for ref in ("supervised", "cutmix"):
+                if method != ref and (ref, ratio) in found:
+                    row[ref] = _gain(mine, found[(ref, ratio)])
+                    if row[ref] and row[ref]["p"] is not None:
+                        gains.append(row[ref])
+            rows.append(row)
+    for g, p in zip(gains, holm([g["p"] for g in gains]), strict=True):
+        g["p_holm"] = p
+
+    def fmt(g: dict | None) -> str:
+        if not g:
+            return "-"
+        ci = "" if g["ci"] is None else f" [{g['ci'][0]:+.4f}, {g['ci'][1]:+.4f}]"
+        p = "" if g["p"] is None else f", p {g['p']:.2g} (Holm {g['p_holm']:.2g})"
+        return f"{g['diff']:+.4f}{ci}{p}; {g['level']}, {g['n']} seed{'s' if g['n'] > 1 else ''}"
+
+    print("\n| ratio | method | test Dice (global) | gain over supervised | gain over cutmix |\n|---|---|---|---|---|")
+    for r in rows:
+        v = r["dice"]
+        dice = (f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f} ({len(v)} seeds)" if len(v) > 1
+                else f"{v[0]:.4f} (1 seed)")
+        print(f"| {r['ratio'].replace('pct', ' %')} | {r['method']} | {dice} | {fmt(r.get('supervised'))} | "
+              f"{fmt(r.get('cutmix'))} |")
+
+
+if __name__ == "__main__":
+    main()
