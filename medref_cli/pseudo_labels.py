@@ -23,15 +23,25 @@ def predicted_zones(mask: torch.Tensor) -> list[int]:
     return [int(s >= ZONE_MIN_SHARE) for s in share]
 
 
+def checked_set(pl_dir: Path, manifest):  # noqa: ANN001, ANN201 - DatasetManifest -> PseudoLabelSet
+    """The `pseudo-label` output in `pl_dir`, refused when missing, malformed or made for another dataset version
+    (the training stages check it before any split or run folder exists)."""
+    if not pl_dir.is_dir():
+        raise MedrefError(f"--pseudo-labels {pl_dir}: not a folder; pass a `medref pseudo-label` output "
+                          "(<run>/pseudo-labels-train_unlabeled)")
+    meta = load_pseudo_labels(pl_dir / "pseudo_labels.json")
+    if meta.dataset_hash != manifest.dataset_hash:
+        raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: made for another dataset version than {manifest.name!r}")
+    return meta
+
+
 def extra_labeled(pl_dir: Path, manifest, folder: Path, spec) -> list[dict]:  # noqa: ANN001
     """Items of a `pseudo-label` output usable as labelled data for this split's unlabelled images.
 
     manifest/folder: the prepared dataset; spec: the split. Masks are read from `pl_dir` only: an entry whose
     mask path leaves `pl_dir` (`../`, an absolute path, a symlink out) is refused.
     """
-    meta = load_pseudo_labels(pl_dir / "pseudo_labels.json")
-    if meta.dataset_hash != manifest.dataset_hash:
-        raise MedrefError(f"{pl_dir / 'pseudo_labels.json'}: made for another dataset version than {manifest.name!r}")
+    meta = checked_set(pl_dir, manifest)
     from medref_cli.training.data import items
 
     allowed = set(spec.train_unlabeled)

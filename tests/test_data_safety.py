@@ -690,3 +690,26 @@ def test_init_fixes_the_model_a_conflicting_preset_or_encoder_is_refused(tiny_ru
     assert res.exit_code == 0, res.output
     assert json.loads((ws.runs / "from-tiny" / "run.json").read_text())["preset"] == "tiny"
     assert "preset: tiny" in (ws.runs / "from-tiny" / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "message"), [
+    (["--encoder", "nope"], "model.encoder 'nope': choose one of"),
+    (["--text-encoder", "/nowhere/encoder"], "text encoder '/nowhere/encoder'"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available"),
+    (["--pseudo-labels", "/nowhere/pl"], "--pseudo-labels /nowhere/pl: not a folder"),
+    (["--init", "no-such-run"], "no-such-run"),
+])
+def test_preflight_a_typo_leaves_no_run_and_no_split_and_the_fixed_command_runs(cli, workdir, args, message):
+    """Issue 34: every name and resource is checked before anything is written; the corrected command then
+    runs without --overwrite (no half-made run to trip over)."""
+    import torch
+
+    if args[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    _prepare_sample(cli)
+    base = ["semi-train", "-d", "qata", "-l", "25%", "--preset", "tiny", "--epochs", "1", "--no-progress"]
+    res = cli(*base, *args)
+    assert res.exit_code == 2 and message in _error_line(res.output), res.output
+    assert not (workdir / "runs").exists() and not (workdir / "splits").exists()
+    assert cli(*base).exit_code == 0

@@ -16,7 +16,7 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
     from medref_cli.training.loop import fit
     from medref_cli.training.method import Supervised
 
-    with build(req, ws) as s:
+    with build(req, ws, pseudo_labels) as s:
         data_l = items(s.manifest, s.folder, s.spec.train_labeled)
         if pseudo_labels is not None:
             data_l += extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)

@@ -51,7 +51,7 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
                       overrides={**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg},
                                  "method": {**req.overrides.get("method", {}), "burn_in_epochs": 0}})
         init_state = ckpt["model"]
-    with build(req, ws) as s:
+    with build(req, ws, pseudo_labels) as s:
         if init_state is not None:
             s.ctx.model.load_state_dict(init_state)
         method = TeacherStudent(s.ctx, s.ctx.config.method)

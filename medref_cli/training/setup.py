@@ -86,15 +86,20 @@ class TrainSetup:
         self.log_handler = None
 
 
-def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
-    """Config, split, run folder (new or resumed), device, text encoder and model of one training run."""
+def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> TrainSetup:
+    """Config, split, run folder (new or resumed), device, text encoder and model of one training run; every
+    input (`pseudo_labels` too) is checked before the split file or the run folder is written."""
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.splits import check_trainable
     from medref_cli.training.loop import RunContext
-    from medref_cli.training.run_dir import attach_log, detach_log
+    from medref_cli.training.run_dir import attach_log
 
     dataset = pick_dataset(ws, req.dataset)
     manifest, folder = load_dataset(ws, dataset)
+    if pseudo_labels is not None:
+        from medref_cli.pseudo_labels import checked_set
+
+        checked_set(pseudo_labels, manifest)
     rank, world, local_rank = init_distributed()
     run = ws.runs / check_name(req.name or default_run_name(req, dataset, _slug(req.labeled)), "run name")
     if rank == 0:
@@ -104,9 +109,17 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
         config, info, applied = _resume(req, run, manifest, rank)
         spec = load_split(run / "split.json")
         check_trainable(spec, manifest, run / "split.json")
+        try:
+            device, text, model = _model(config, req.device, world, local_rank)
+        except BaseException:
+            release_lock(run)
+            raise
     else:
+        # preflight: the whole config, the logger, the device, the text encoder, the encoder and its weights are
+        # resolved and built before the split file or the run folder exists, so a typo leaves nothing behind
         config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
-        check_logger(config.train.logger)  # both before the split file or the run folder exists
+        check_logger(config.train.logger)
+        device, text, model = _model(config, req.device, world, local_rank)
         spec, split_file = _split(ws, dataset, req, rank, world)
         check_trainable(spec, manifest, split_file)
         info = _new_run(req, run, dataset, manifest, split_file, config, rank)
@@ -114,12 +127,7 @@ def build(req: TrainRequest, ws: Workspace) -> TrainSetup:
     handler = attach_log(run) if rank == 0 else None
     if applied:
         log.info("resume: applied %s", "; ".join(applied))
-    try:
-        device, text, model = _model(config, req.device, world, local_rank)
-    except BaseException:
-        detach_log(handler)
-        release_lock(run)
-        raise
+    _log_model(config, model, text)
     ctx = RunContext(run=run, config=config, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
     return TrainSetup(ctx, spec, manifest, folder, handler)
@@ -248,7 +256,7 @@ def _model(config: RunConfig, device_name: str, world: int, local_rank: int):  #
     """(device, frozen text encoder, MedRefNet) of a resolved config."""
     import torch
 
-    from medref_cli.model.network import MedRefNet, count_parameters
+    from medref_cli.model.network import MedRefNet
     from medref_cli.model.text_encoder import text_encoder
 
     mcfg, tcfg = config.model, config.train
@@ -261,7 +269,11 @@ def _model(config: RunConfig, device_name: str, world: int, local_rank: int):  #
     flush_denormals()
     torch.manual_seed(tcfg.seed)
     text = text_encoder(mcfg.text_encoder, mcfg.max_tokens, tcfg.text_cache_size).to_device(device)
-    model = MedRefNet(mcfg, text.dim).to(device)
+    return device, text, MedRefNet(mcfg, text.dim).to(device)
+
+
+def _log_model(config: RunConfig, model: Any, text: Any) -> None:  # noqa: ANN401 - MedRefNet, TextEncoder
+    from medref_cli.model.network import count_parameters
+
     log.info("model: %s preset, %.2f M trainable parameters, text encoder %s (%d-d)",
-             config.preset, count_parameters(model) / 1e6, mcfg.text_encoder, text.dim)
-    return device, text, model
+             config.preset, count_parameters(model) / 1e6, config.model.text_encoder, text.dim)
