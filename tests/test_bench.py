@@ -48,3 +48,17 @@ def test_ssl_study_pairs_gaps_by_seed_and_writes_table_and_plot(tmp_path):
     assert table[3].endswith("| +0.0267 ± 0.0058 (3 seeds) |")  # gaps 0.02, 0.03, 0.03, paired by seed
     assert table[4].endswith("| -0.0100 (1 seed) |")  # no std to show for one pair
     assert (tmp_path / "out" / "study.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_its_path_on_cpu(tmp_path):
+    """bench/gpu_check.py (the prepared GPU run) on CPU at a small size: torchrun, the paper preset with AMP
+    requested, two epochs of semi-train, a row per epoch with images/s (peak memory only on CUDA)."""
+    from bench.gpu_check import main
+
+    result = main(["--device", "cpu", "--small", "--n", "24", "--out", str(tmp_path / "g")])
+    assert [e["epoch"] for e in result["epochs"]] == [0, 1]
+    assert all(e["images_per_s"] > 0 and e["cuda_peak_gib"] is None for e in result["epochs"])
+    assert (tmp_path / "g" / "gpu_check.md").read_text().count("\n| ") == 3
+    assert result["command"].startswith("torchrun --standalone --nproc-per-node 1 -m medref_cli semi-train")
+    assert "--preset paper" in result["command"]

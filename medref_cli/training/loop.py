@@ -158,6 +158,15 @@ def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] 
             raise
 
 
+def _cuda_memory(device: torch.device) -> dict[str, float]:
+    """On CUDA, the epoch's peak allocated memory in GiB (`cuda_peak_gib`), then the peak is reset; nothing on CPU."""
+    if device.type != "cuda":
+        return {}
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return {"cuda_peak_gib": round(peak, 3)}
+
+
 def check_finite_loss(row: dict[str, Any], run: Path) -> None:
     """Stop with a one-line error when an epoch's mean training loss is not finite (a diverged run: NaN from then
     on). The epoch's row and checkpoint are not written; `checkpoint_latest.pt` holds the last good epoch."""
@@ -326,7 +335,8 @@ class _Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {"epoch": epoch, "steps": self.steps, "lr": self.opt.param_groups[0]["lr"],
                 **method.reduce_logs(sums, self.steps), **method.epoch_logs(epoch),
-                "text_cache_hit_rate": round(ctx.text.hit_rate, 4), "epoch_s": round(time.time() - t_epoch, 2)}
+                "text_cache_hit_rate": round(ctx.text.hit_rate, 4), "epoch_s": round(time.time() - t_epoch, 2),
+                **_cuda_memory(ctx.device)}
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)

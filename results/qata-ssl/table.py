@@ -90,7 +90,7 @@ def main() -> None:
             vals = [_dice(r) for r in mine.values()]
             row = {"method": method, "ratio": ratio, "dice": vals}
             for ref in ("supervised", "cutmix"):
-                if method != ref and (ref, ratio) in found:
+                if method not in (ref, "supervised") and (ref, ratio) in found:
                     row[ref] = _gain(mine, found[(ref, ratio)])
                     if row[ref] and row[ref]["p"] is not None:
                         gains.append(row[ref])
