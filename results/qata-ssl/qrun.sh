@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The queue that runs the qata-ssl cells: one cell at a time from /work/ws-ssl/queue.txt (first line popped when
+# it starts), code from the snapshot checkout named in snap.txt (PYTHONPATH; cwd outside the repo). Start:
+# cd /work/ws-ssl && nohup bash qrun.sh >> queue.log 2>&1 &   (touch stop: end after the running cell)
+cd /work/ws-ssl
+while true; do
+  cell=$(head -1 queue.txt); [ -z "$cell" ] && { echo "$(date -Is) queue empty"; break; }
+  sed -i 1d queue.txt
+  snap=$(cat snap.txt)
+  echo "$(date -Is) start $cell (code $(git -C $snap rev-parse --short HEAD))"
+  PYTHONPATH=$snap /work/main/.venv/bin/python -m medref_cli table1 --profile qata-ssl \
+    --pipeline $snap/medref_cli/pipelines/table1.yaml --raw /work/shared/data/qata-cov19 --workdir /work/ws-ssl \
+    --only $cell > logs/$cell.log 2>&1
+  echo "$(date -Is) end $cell rc=$?"
+  [ -f stop ] && { echo "$(date -Is) stop file"; rm -f stop; break; }
+done
