@@ -119,11 +119,6 @@ def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
     return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts)
 
 
-def _global_dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, axis: int = -1) -> np.ndarray:
-    t, f = tp.sum(axis), fp.sum(axis) + fn.sum(axis)
-    return np.where(2 * t + f > 0, 2 * t / np.maximum(2 * t + f, 1), 1.0)
-
-
 def per_image_dice(counts: np.ndarray) -> np.ndarray:
     """`(..., 3)` counts -> `(...)` Dice, 1 where truth and prediction are both empty (the per-image protocol)."""
     tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
@@ -131,11 +126,14 @@ def per_image_dice(counts: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
 
 
+def _global_dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The Dice of the counts pooled along `axis` (the global protocol)."""
+    return per_image_dice(np.stack([tp.sum(axis), fp.sum(axis), fn.sum(axis)], axis=-1))
+
+
 def _ci(data: tuple[np.ndarray, ...], statistic: Any, resamples: int, seed: int) -> list[float]:
     from scipy import stats
 
-    if all(np.array_equal(data[k], data[k + len(data) // 2]) for k in range(len(data) // 2)):
-        return [0.0, 0.0]  # identical sides: every resample differs by exactly 0
     res = stats.bootstrap(data, statistic, paired=True, vectorized=True, axis=-1, n_resamples=resamples,
                           confidence_level=CONFIDENCE, method="percentile", random_state=np.random.default_rng(seed))
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
@@ -181,12 +179,14 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
         return (da - db).mean(axis).mean(0)
 
     da, db = per_image_dice(a), per_image_dice(b)
+    same = np.array_equal(a, b)  # identical sides: every resample differs by exactly 0
+    zero = [0.0, 0.0]
     out = {
         "global_dice": {"a": float(ga.mean()), "b": float(gb.mean()), "diff": float((ga - gb).mean()),
-                        "ci_cases": _ci(tuple(np.moveaxis(a, -1, 0)) + tuple(np.moveaxis(b, -1, 0)), global_diff,
-                                        resamples, seed)},
+                        "ci_cases": zero if same else _ci(tuple(np.moveaxis(a, -1, 0)) + tuple(np.moveaxis(b, -1, 0)),
+                                                          global_diff, resamples, seed)},
         "per_image_dice": {"a": float(pa.mean()), "b": float(pb.mean()), "diff": float((pa - pb).mean()),
-                           "ci_cases": _ci((da, db), image_diff, resamples, seed),
+                           "ci_cases": zero if same else _ci((da, db), image_diff, resamples, seed),
                            "wilcoxon_p": wilcoxon_p(da.mean(0), db.mean(0))},
         "per_seed": [{"global_dice_diff": float(ga[i] - gb[i]), "per_image_dice_diff": float(pa[i] - pb[i])}
                      for i in range(k)],
@@ -194,8 +194,8 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
         "bootstrap_seed": seed,
     }
     for key, metric in (("global_dice", glob), ("per_image_dice", pimg)):
-        out[key]["ci_seeds_and_cases"] = (_two_stage_ci(a, b, metric, resamples, seed + 1)
-                                          if k > 1 and not np.array_equal(a, b) else [0.0, 0.0] if k > 1 else None)
+        out[key]["ci_seeds_and_cases"] = None if k == 1 else zero if same else _two_stage_ci(a, b, metric, resamples,
+                                                                                            seed + 1)
     return out
 
 

@@ -39,7 +39,6 @@ class PredictConfig:
 
 
 PREDICTIONS_HEADER = "id,image,text,lesion_pixels"  # how predictions.csv of a prediction folder begins
-MEDREF_MARKERS = ("run.json", "dataset.json", "runs", "datasets", "splits")  # what a run / dataset / workspace holds
 
 
 def check_outputs(inputs: list[Path], outputs: list[Path], overwrite: bool) -> None:
@@ -84,7 +83,7 @@ def check_replaceable(out: Path) -> None:
         csv_file = out / "predictions.csv"
         made_by_predict = (csv_file.is_file() and names <= {"predictions.csv", "masks", "overlays"}
                            and csv_file.read_text(errors="replace").startswith(PREDICTIONS_HEADER))
-        if not made_by_predict or names & set(MEDREF_MARKERS):
+        if not made_by_predict:  # a run, dataset or workspace holds other names, so it is never replaced
             raise MedrefError(f"{out}: not a folder `medref predict --input` made (predictions.csv, masks/, "
                               f"overlays/ only); --overwrite replaces only such a folder; choose another --out")
         return
