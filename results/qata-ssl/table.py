@@ -1,5 +1,7 @@
 """The qata-ssl tables from the committed cells: `python results/qata-ssl/table.py` prints Markdown.
 
+`--write` puts both into README.md instead.
+
 1. One row per cell (test Dice, epochs).
 2. The headline: per method and ratio the test Dice (global, mean +- std over seeds), its gain over supervised
    and over cutmix. Where both sides have `eval-test/per_case.csv`, the gain comes from `medref compare`'s
@@ -73,14 +75,16 @@ def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
     return {"diff": mean, "ci": [mean - half, mean + half], "p": p, "level": "seeds", "n": len(d)}
 
 
-def main() -> None:
+def tables() -> dict[str, str]:
+    """{"cells": the per-cell table, "headline": the headline table}, as Markdown."""
     found = cells()
-    print("| cell | test Dice global | per-image | epochs (best) |\n|---|---|---|---|")
+    lines = ["| cell | test Dice global | per-image | epochs (best) |", "|---|---|---|---|"]
     for run in sorted((HERE / "runs").iterdir()) if (HERE / "runs").is_dir() else []:
         s, info = _summary(run), json.loads((run / "run.json").read_text())
         if s is not None:
-            print(f"| {run.name} | {s['protocols']['global']['dice']:.4f} | {s['protocols']['per_image']['dice']:.4f} "
-                  f"| {info['epochs_done']} ({info['best_epoch']}) |")
+            lines.append(f"| {run.name} | {s['protocols']['global']['dice']:.4f} | "
+                         f"{s['protocols']['per_image']['dice']:.4f} | {info['epochs_done']} ({info['best_epoch']}) |")
+    out = {"cells": "\n".join(lines)}
     rows, gains = [], []
     for ratio in RATIOS:
         for method in ORDER:
@@ -105,13 +109,32 @@ def main() -> None:
         p = "" if g["p"] is None else f", p {g['p']:.2g} (Holm {g['p_holm']:.2g})"
         return f"{g['diff']:+.4f}{ci}{p}; {g['level']}, {g['n']} seed{'s' if g['n'] > 1 else ''}"
 
-    print("\n| ratio | method | test Dice (global) | gain over supervised | gain over cutmix |\n|---|---|---|---|---|")
+    lines = ["| ratio | method | test Dice (global) | gain over supervised | gain over cutmix |", "|---|---|---|---|---|"]
     for r in rows:
         v = r["dice"]
         dice = (f"{statistics.fmean(v):.4f} ± {statistics.stdev(v):.4f} ({len(v)} seeds)" if len(v) > 1
                 else f"{v[0]:.4f} (1 seed)")
-        print(f"| {r['ratio'].replace('pct', ' %')} | {r['method']} | {dice} | {fmt(r.get('supervised'))} | "
-              f"{fmt(r.get('cutmix'))} |")
+        lines.append(f"| {r['ratio'].replace('pct', ' %')} | {r['method']} | {dice} | {fmt(r.get('supervised'))} | "
+                     f"{fmt(r.get('cutmix'))} |")
+    out["headline"] = "\n".join(lines)
+    return out
+
+
+def main() -> None:
+    """Print both tables; with `--write`, put them into README.md between `<!-- NAME -->` and `<!-- /NAME -->`."""
+    out = tables()
+    if "--write" not in sys.argv[1:]:
+        print(out["cells"] + "\n\n" + out["headline"])
+        return
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    for name, table in out.items():
+        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"{readme}: no {begin} ... {end} block")
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    readme.write_text(text)
 
 
 if __name__ == "__main__":
