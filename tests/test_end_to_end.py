@@ -294,3 +294,31 @@ def test_batch_predict_bad_inputs(trained, cli, tmp_path, setup, message):
     res = cli("predict", "learn", *args, "--out", tmp_path / "o", "--workdir", ws.root)
     assert res.exit_code == 2 and message in res.output, res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_and_evaluate_give_the_same_masks(trained, cli, tmp_path):
+    """The one inference path: `predict` on the prepared image files and their reports gives, image for image,
+    the true / false positive and false negative pixel counts `evaluate` scored (one Predictor, one resize)."""
+    from medref_cli.artifacts import load_dataset
+
+    ws, _, _ = trained
+    _, out = evaluate(EvaluateConfig("learn", split="val", ablation=False, overlays=0, overwrite=True), ws)
+    scored = {r["id"]: r for r in csv.DictReader((out / "per_case.csv").open())}
+    manifest, folder = load_dataset(ws, "synth")
+    recs = [manifest.by_id()[i] for i in scored]
+    (tmp_path / "in").mkdir()
+    for r in recs:  # the prepared files, byte for byte (a table reads nothing outside its folder)
+        (tmp_path / "in" / f"{r.id}.png").write_bytes((folder / r.image).read_bytes())
+    table = tmp_path / "val.csv"
+    with table.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "image", "text"])
+        w.writerows([r.id, f"in/{r.id}.png", r.caption] for r in recs)
+    res = cli("predict", "learn", "--input", table, "--out", tmp_path / "p", "--overlays", "0", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    for r in recs:
+        pred = np.asarray(Image.open(tmp_path / "p" / "masks" / f"{r.id}.png")) > 127
+        truth = np.asarray(Image.open(folder / r.mask)) > 127
+        counts = [int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())]
+        assert counts == [int(scored[r.id][k]) for k in ("tp", "fp", "fn")], r.id
+    assert sum(int(s["tp"]) for s in scored.values()) > 0

@@ -6,9 +6,9 @@ import torch
 
 from medref_cli.config import TrainConfig
 from medref_cli.synthetic import SampleSpec, write
+from medref_cli.training.device import flush_denormals
 from medref_cli.training.inference import autocast
 from medref_cli.training.loop import Progress, _cosine, budget_step, steps_per_epoch, stop_flag, stop_reason
-from medref_cli.training.setup import flush_denormals
 
 
 @pytest.mark.parametrize(

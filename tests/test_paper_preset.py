@@ -50,7 +50,7 @@ def _paper_model(text_dir):
 def test_paper_preset_shape_parameters_step_and_predict(bert_dir):
     from monai.losses import DiceCELoss
 
-    from medref_cli.training.inference import predict_probs
+    from medref_cli.training.predictor import Predictor
 
     cfg, text, model, count = _paper_model(bert_dir)
     assert cfg.image_size == 224 and list(cfg.encoder_widths) == [96, 192, 384, 768]
@@ -72,7 +72,7 @@ def test_paper_preset_shape_parameters_step_and_predict(bert_dir):
     before = model.out.conv.conv.weight.detach().clone()
     opt.step()
     assert torch.isfinite(loss) and not torch.equal(before, model.out.conv.conv.weight)
-    probs = predict_probs(model, text, image[:1], [CAPTION], torch.device("cpu"), False)
+    probs = Predictor(model.eval(), text, torch.device("cpu"), amp=False).probs(image[:1], [CAPTION])
     assert probs.shape == (1, 1, 224, 224) and 0 <= float(probs.min()) <= float(probs.max()) <= 1
 
 

@@ -10,7 +10,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from medref_cli.cli import compare, evaluate, prepare, semi, split, table1, train
+from medref_cli.cli import compare, evaluate, models, prepare, semi, split, table1, train
 from medref_cli.errors import MedrefError
 
 
@@ -58,6 +58,7 @@ app.command("pseudo-label")(semi.pseudo_label)
 app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(compare.compare)
 app.command("predict")(evaluate.predict)
+app.command("models")(models.models)
 app.command("table1")(table1.table1)
 
 

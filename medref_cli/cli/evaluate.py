@@ -48,8 +48,9 @@ def evaluate(
 
 
 def predict(
-    run: Run,
     out: Annotated[Path, typer.Option("--out", help="Mask file (one --image), or a new folder (--input).")],
+    run: Annotated[str | None, typer.Argument(
+        help="Run folder, or its name under <workdir>/runs/ (or --model NAME instead).", show_default=False)] = None,
     image: Annotated[Path | None, typer.Option("--image", help="One PNG/JPEG/TIFF/DICOM or NIfTI image.")] = None,
     input_: Annotated[Path | None, typer.Option(
         "--input", help="Many images: a folder, or a csv/tsv/xlsx table with image and text columns.")] = None,
@@ -63,25 +64,30 @@ def predict(
     overwrite: Overwrite = False,
     device: Device = "auto",
     no_progress: NoProgress = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="A bundled trained model instead of a RUN (`medref models` lists them).")] = None,
     workdir: Workdir = None,
 ) -> None:
-    """Segment images from their reports: one --image (mask + overlay) or a folder / table with --input (masks,
-    overlays and predictions.csv)."""
+    """Segment images from their reports with a trained RUN or a bundled --model: one --image (mask + overlay) or
+    a folder / table with --input (masks, overlays and predictions.csv)."""
     from medref_cli.errors import MedrefError
     from medref_cli.progress import progress_enabled
     from medref_cli.stages import predict as stage
     from medref_cli.workspace import Workspace
 
     ws = Workspace.resolve(workdir)
+    if (run is None) == (model is None):
+        raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
     if (image is None) == (input_ is None):
         raise MedrefError("predict: give one --image or an --input folder / table")
     if input_ is not None:
         cfg = stage.BatchPredictConfig(run, input_, out, text, checkpoint, threshold, batch_size, mask_format,
-                                       overlays, overwrite, device, progress_enabled(not no_progress))
+                                       overlays, overwrite, device, progress_enabled(not no_progress), model)
         folder, n = stage.run_batch(cfg, ws)
         typer.echo(f"predicted {n} images -> {folder} (masks/, overlays/, predictions.csv)")
         return
     if text is None:
         raise MedrefError("--text: give the positional report of the image")
-    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device, overwrite), ws)  # type: ignore[arg-type]
+    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device, overwrite, model),
+                        ws)
     typer.echo("wrote " + ", ".join(str(p) for p in written))

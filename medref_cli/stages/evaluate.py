@@ -25,10 +25,9 @@ import torch
 
 from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary, verify_files
 from medref_cli.errors import MedrefError
-from medref_cli.report_zones import caption_zones
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
-from medref_cli.zone_masks import laterality, side_mask, zone_regions
+from medref_cli.zone_masks import laterality, zone_regions
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +75,9 @@ class _Scores:
 @without_meta_tracking
 def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     from medref_cli.training.data import items
-    from medref_cli.training.trained_run import open_run
+    from medref_cli.training.predictor import open_predictor
 
-    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    predictor, tr = open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, side_gate=cfg.side_gate)
     ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
     out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
     if out_dir.exists() and not cfg.overwrite:
@@ -87,8 +86,8 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
     data = [d for d in items(tr.manifest, tr.folder, ids) if "label" in d]
     if not data:
         raise MedrefError(f"{tr.path}: no {cfg.split} image has a mask to evaluate against")
-    scores = _score(cfg, tr, data, caption_variants([d["text"] for d in data], cfg.ablation))
-    summary = _summarize(cfg, tr, data, scores)
+    scores = _score(cfg, tr, predictor, data, caption_variants([d["text"] for d in data], cfg.ablation))
+    summary = _summarize(cfg, tr, data, scores, predictor.threshold)
     with staged_dir(out_dir, cfg.overwrite) as tmp:
         summary.save(tmp / "summary.json")
         _write_per_case(tmp / "per_case.csv", data, scores, cfg.ablation)
@@ -106,29 +105,24 @@ def caption_variants(captions: list[str], ablation: bool) -> dict[str, list[str]
     return variants
 
 
-def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[str]]) -> _Scores:  # noqa: ANN001
+def _score(cfg: EvaluateConfig, tr, predictor, data: list[dict], variants: dict[str, list[str]]) -> _Scores:  # noqa: ANN001
     from medref_cli.imaging import read_prepared
     from medref_cli.progress import track
-    from medref_cli.training.data import eval_dataset, loader
-    from medref_cli.training.inference import at_sizes, predict_probs
     from medref_cli.training.metrics import confusion
 
     by_id = tr.manifest.by_id()
     scores = _Scores({k: [] for k in variants}, torch.zeros(6, 3, dtype=torch.long), {})
     keep = set(np.linspace(0, len(data) - 1, min(cfg.overlays, len(data))).round().astype(int).tolist())
-    batches = track(loader(eval_dataset(data, tr.model.cfg.image_size), cfg.batch_size, False, 0),
-                    (len(data) + cfg.batch_size - 1) // cfg.batch_size, f"evaluate {tr.path.name}", cfg.progress)
+    batches = track(predictor.batches(data, cfg.batch_size), (len(data) + cfg.batch_size - 1) // cfg.batch_size,
+                    f"evaluate {tr.path.name}", cfg.progress)
     pos = 0
     for batch in batches:
         n = batch["image"].shape[0]
         truths = [torch.from_numpy(read_prepared(tr.folder / by_id[rid].mask, is_mask=True)).bool()[None, None]
                   for rid in batch["id"]]  # read once, scored under every caption variant
         for name, texts in variants.items():
-            probs = predict_probs(tr.model, tr.text, batch["image"], texts[pos : pos + n], tr.device)
-            if cfg.side_gate:
-                zones = torch.tensor([caption_zones(t, tr.manifest.laterality)[0] for t in texts[pos : pos + n]])
-                probs = probs * side_mask(zones, *probs.shape[-2:])
-            for i, (truth, (_, mask)) in enumerate(zip(truths, at_sizes(probs, [t.shape[-2:] for t in truths]),
+            probs = predictor.probs(batch["image"], texts[pos : pos + n])
+            for i, (truth, (_, mask)) in enumerate(zip(truths, predictor.masks(probs, [t.shape[-2:] for t in truths]),
                                                        strict=True)):
                 pred = mask[None, None]
                 scores.per_case[name].append(confusion(pred, truth))
@@ -142,8 +136,7 @@ def _score(cfg: EvaluateConfig, tr, data: list[dict], variants: dict[str, list[s
     return scores
 
 
-def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> EvalSummary:  # noqa: ANN001
-    from medref_cli.training.inference import THRESHOLD
+def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, threshold: float) -> EvalSummary:  # noqa: ANN001
     from medref_cli.training.metrics import dice_iou, summarize
     from medref_cli.zones import ZONE_NAMES
 
@@ -155,7 +148,7 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores) -> Ev
     summary = EvalSummary(
         run=tr.path.name, split=cfg.split, checkpoint=cfg.checkpoint, n_images=len(data),
         model_image_size=tr.model.cfg.image_size, eval_model=tr.info.eval_model, side_gate=cfg.side_gate,
-        checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=THRESHOLD,
+        checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=threshold,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
         per_laterality={g: {"n": len(idx), **summarize(normal[idx])} for g, idx in sorted(groups.items())},

@@ -13,18 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from medref_cli.config import THRESHOLD
 from medref_cli.errors import MedrefError
-from medref_cli.training.inference import THRESHOLD
 from medref_cli.workspace import Workspace, write_bytes_atomic
 from medref_cli.zones import normalise_caption
 
 
 @dataclass
 class PredictConfig:
-    run: str
+    run: str | None  # a run folder or name; None with `model`
     image: Path
     text: str
     out: Path
@@ -32,6 +30,7 @@ class PredictConfig:
     threshold: float = THRESHOLD
     device: str = "auto"
     overwrite: bool = False  # replace an existing --out / overlay (never the input image)
+    model: str | None = None  # a bundled model's name (`medref models`) instead of a run
 
     @property
     def overlay(self) -> Path:
@@ -101,30 +100,23 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def segment(model, text, image: np.ndarray, caption: str, device: torch.device, threshold: float) -> np.ndarray:  # noqa: ANN001
-    """uint8 (H, W) image -> uint8 {0,1} (H, W) mask at the image's own size."""
-    return segment_batch(model, text, [image], [caption], device, threshold)[0][0]
+def open_predictor(run: str | None, model: str | None, which: str, device: str, ws: Workspace):  # noqa: ANN201
+    """The Predictor of a trained run (`which` = best | latest) or of a bundled model; one of `run` / `model`."""
+    if (run is None) == (model is None):
+        raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
+    if model is not None:
+        from medref_cli.training.predictor import from_bundled
 
+        return from_bundled(model, device)
+    from medref_cli.training.predictor import open_predictor as from_run
 
-def segment_batch(model, text, images: list[np.ndarray], captions: list[str], device: torch.device,  # noqa: ANN001
-                  threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """uint8 (H, W) images (any sizes) -> per image (uint8 {0,1} mask, float probability) at its own size, in one
-    forward pass at the model's size."""
-    from medref_cli.training.inference import at_sizes, predict_probs
-
-    size = model.cfg.image_size
-    x = torch.cat([F.interpolate(torch.from_numpy(im.astype(np.float32) / 255.0)[None, None], size=(size, size),
-                                 mode="bilinear", align_corners=False) for im in images])
-    probs = predict_probs(model, text, x, captions, device)
-    return [(mask.numpy().astype(np.uint8), p.numpy()) for p, mask in at_sizes(probs, [im.shape for im in images],
-                                                                               threshold)]
+    return from_run(ws, run, which, device, with_dataset=False)[0]
 
 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
     from medref_cli.imaging import load_gray, png_bytes
     from medref_cli.importers import nifti
     from medref_cli.overlays import panel_png
-    from medref_cli.training.trained_run import open_run
 
     cfg = dataclasses.replace(cfg, text=normalise_caption(cfg.text))
     if not cfg.text:
@@ -137,8 +129,8 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         raise MedrefError(f"--out {cfg.out} is a folder; --image writes one file (give a file name such as "
                           f"{cfg.out / 'mask.png'}, or use --input for a folder of results)")
     check_outputs([cfg.image], [cfg.out, cfg.overlay], cfg.overwrite)
-    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
-    model, text, device = tr.model, tr.text, tr.device
+    predictor = open_predictor(cfg.run, cfg.model, cfg.checkpoint, cfg.device, ws)
+    predictor.threshold = cfg.threshold
     written = []
     if is_nifti(cfg.image):
         import nibabel as nib
@@ -154,7 +146,7 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         out = np.zeros(vol3.shape, np.uint8)
         for z in range(vol3.shape[2]):
             shown = nifti.window(nifti.to_display(vol3[:, :, z]))
-            out[:, :, z] = nifti.from_display(segment(model, text, shown, cfg.text, device, cfg.threshold))
+            out[:, :, z] = nifti.from_display(predictor.segment([shown], [cfg.text])[0][0])
         mask_img = nib.Nifti1Image(out[..., 0] if squeeze2d else out, img.affine, img.header)
         mask_img.set_data_dtype(np.uint8)
         buf = mask_img.to_bytes() if not cfg.out.name.endswith(".gz") else _gz(mask_img)
@@ -165,7 +157,7 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         mask2d = nifti.to_display(out[:, :, z_mid])
     else:
         image2d = load_gray(cfg.image)
-        mask2d = segment(model, text, image2d, cfg.text, device, cfg.threshold)
+        mask2d = predictor.segment([image2d], [cfg.text])[0][0]
         write_bytes_atomic(cfg.out, png_bytes(mask2d * np.uint8(255)))
         written.append(cfg.out)
     write_bytes_atomic(cfg.overlay, panel_png(image2d, mask2d, cfg.text))
@@ -187,7 +179,7 @@ ZONE_COLUMNS = ("image-left-upper", "image-left-middle", "image-left-lower", "im
 
 @dataclass
 class BatchPredictConfig:
-    run: str
+    run: str | None  # a run folder or name; None with `model`
     input: Path  # a folder of images, or a table (csv / tsv / xlsx) with `image` and `text` columns
     out: Path  # a new folder: masks/, overlays/, predictions.csv
     text: str | None = None  # one report for every image (a folder input needs it)
@@ -199,6 +191,7 @@ class BatchPredictConfig:
     overwrite: bool = False
     device: str = "auto"
     progress: bool = False
+    model: str | None = None  # a bundled model's name (`medref models`) instead of a run
 
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
@@ -245,7 +238,6 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     from medref_cli.imaging import load_gray
     from medref_cli.overlays import panel_png
     from medref_cli.progress import track
-    from medref_cli.training.trained_run import open_run
     from medref_cli.workspace import staged_dir
 
     if cfg.mask_format not in ("png", "nifti"):
@@ -255,7 +247,8 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     check_threshold(cfg.threshold)
     inputs = batch_inputs(cfg)
     check_outputs([cfg.input, *(path for _, path, _ in inputs)], [cfg.out], cfg.overwrite)
-    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)
+    predictor = open_predictor(cfg.run, cfg.model, cfg.checkpoint, cfg.device, ws)
+    predictor.threshold = cfg.threshold
     show = set(np.linspace(0, len(inputs) - 1, min(cfg.overlays, len(inputs))).round().astype(int).tolist()) \
         if cfg.overlays else set()
     rows = []
@@ -266,7 +259,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
         k = 0
         for chunk in track(chunks, len(chunks), f"predict {len(inputs)} images", cfg.progress):
             images = [load_gray(path) for _, path, _ in chunk]
-            results = segment_batch(tr.model, tr.text, images, [t for _, _, t in chunk], tr.device, cfg.threshold)
+            results = predictor.segment(images, [t for _, _, t in chunk])
             for (rid, path, text), image, (mask, prob) in zip(chunk, images, results, strict=True):
                 _write_mask(tmp / "masks", rid, mask, cfg.mask_format)
                 if k in show:

@@ -41,25 +41,23 @@ class PseudoLabelConfig:
 @without_meta_tracking
 def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
     from medref_cli.training.data import items
-    from medref_cli.training.trained_run import open_run
+    from medref_cli.training.predictor import open_predictor
 
     if cfg.split not in ("train_unlabeled", "train_labeled", "val", "test"):
         raise MedrefError(f"--split {cfg.split!r}: choose train_unlabeled, train_labeled, val or test")
     if cfg.batch_size < 1:
         raise MedrefError(f"--batch-size {cfg.batch_size}: must be at least 1")
-    tr = open_run(ws, cfg.run, cfg.checkpoint, cfg.device)
+    predictor, tr = open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device,
+                                   weights="teacher" if cfg.model == "teacher" else "evaluated")
     if not getattr(tr.spec, cfg.split):
         what = "unlabelled" if cfg.split == "train_unlabeled" else cfg.split
         raise MedrefError(f"{tr.path}: no {what} images in this run's split ({tr.info.split_file}, labelled share "
                           f"{tr.info.ratio}); nothing to pseudo-label")
-    used = "student"
-    if cfg.model == "teacher" and "teacher" in tr.ckpt:
-        tr.model.load_state_dict(tr.ckpt["teacher"])
-        used = "teacher"
+    used = "teacher" if cfg.model == "teacher" and "teacher" in tr.ckpt else "student"
     data = items(tr.manifest, tr.folder, list(getattr(tr.spec, cfg.split)), with_labels=False)
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"
     with staged_dir(out_dir, cfg.overwrite) as tmp:
-        entries, scored = _label(cfg, tr, data, tmp)
+        entries, scored = _label(cfg, tr, predictor, data, tmp)
         PseudoLabelSet(run=tr.path.name, model=used, dataset=tr.info.dataset, dataset_hash=tr.manifest.dataset_hash,
                        split=cfg.split, entries=entries).save(tmp / "pseudo_labels.json")
         audit = make_audit(entries, scored, used)
@@ -67,13 +65,11 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
     return audit, out_dir
 
 
-def _label(cfg: PseudoLabelConfig, tr, data: list[dict], tmp: Path) -> tuple[list[dict], list]:  # noqa: ANN001
+def _label(cfg: PseudoLabelConfig, tr, predictor, data: list[dict], tmp: Path) -> tuple[list[dict], list]:  # noqa: ANN001
     """Write each image's mask and probability PNG under `tmp`; (entries, [(mean confidence, confusion)] of
     the images that have a real mask)."""
     from medref_cli.imaging import png_bytes, read_prepared
     from medref_cli.progress import track
-    from medref_cli.training.data import eval_dataset, loader
-    from medref_cli.training.inference import at_sizes, predict_probs
     from medref_cli.training.metrics import confusion
 
     (tmp / "masks").mkdir()
@@ -81,11 +77,10 @@ def _label(cfg: PseudoLabelConfig, tr, data: list[dict], tmp: Path) -> tuple[lis
     by_id = tr.manifest.by_id()
     entries, scored = [], []
     n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
-    ds = eval_dataset(data, tr.model.cfg.image_size)
-    for batch in track(loader(ds, cfg.batch_size, False, 0), n_batches, "pseudo-label", cfg.progress):
-        probs = predict_probs(tr.model, tr.text, batch["image"], batch["text"], tr.device)
+    for batch in track(predictor.batches(data, cfg.batch_size), n_batches, "pseudo-label", cfg.progress):
+        probs = predictor.probs(batch["image"], batch["text"])
         recs = [by_id[rid] for rid in batch["id"]]
-        for rid, rec, (p, mask) in zip(batch["id"], recs, at_sizes(probs, [(r.height, r.width) for r in recs]),
+        for rid, rec, (p, mask) in zip(batch["id"], recs, predictor.masks(probs, [(r.height, r.width) for r in recs]),
                                        strict=True):
             (tmp / "masks" / f"{rid}.png").write_bytes(png_bytes(mask.numpy().astype(np.uint8) * np.uint8(255)))
             (tmp / "prob" / f"{rid}.png").write_bytes(png_bytes((p * 255).round().byte().numpy()))

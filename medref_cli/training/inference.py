@@ -1,6 +1,6 @@
-"""Batched inference shared by validation, `evaluate`, `predict` and `pseudo-label`: probabilities at the
-model's size (`predict_probs`), then each map resized to its image and thresholded (`at_sizes`) at the one
-`THRESHOLD`."""
+"""The tensor steps of inference that `Predictor` (training/predictor.py) composes: mixed precision
+(`autocast`), probabilities at the model's size (`forward_probs`), each map resized to its image and
+thresholded (`at_sizes`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from medref_cli.config import THRESHOLD  # noqa: F401 - re-exported: a pixel is lesion when its probability is >= it
+from medref_cli.config import THRESHOLD
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -26,20 +26,15 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 @torch.no_grad()
 def forward_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, texts: list[str],  # noqa: ANN001
                   device: torch.device, amp: bool | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """`predict_probs` and the model's whole output (`logits`, `img_emb`, `txt_emb`, on `device`)."""
+    """image `(B, 1, H, W)` in [0, 1] + captions -> (foreground probabilities `(B, 1, H, W)` float32 on the CPU,
+    the model's whole output: `logits`, `img_emb`, `txt_emb`, on `device`). `amp` None: mixed precision on CUDA
+    only."""
     if amp is None:
         amp = device.type == "cuda"
     feats, keep = text_encoder(texts, device)
     with autocast(device, amp):
         out = model(image.to(device), feats, keep)
     return torch.sigmoid(out["logits"].float()).cpu(), out
-
-
-def predict_probs(model: torch.nn.Module, text_encoder, image: torch.Tensor, texts: list[str],  # noqa: ANN001
-                  device: torch.device, amp: bool | None = None) -> torch.Tensor:
-    """image `(B, 1, H, W)` in [0, 1] + captions -> foreground probabilities `(B, 1, H, W)` float32 (CPU).
-    `amp` None: mixed precision on CUDA only."""
-    return forward_probs(model, text_encoder, image, texts, device, amp)[0]
 
 
 def at_sizes(probs: torch.Tensor, sizes: Sequence[tuple[int, int]], threshold: float = THRESHOLD

@@ -32,9 +32,10 @@ from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
-from medref_cli.training.inference import THRESHOLD, autocast, forward_probs
+from medref_cli.training.inference import autocast
 from medref_cli.training.method import Method
 from medref_cli.training.metrics import confusion, summarize
+from medref_cli.training.predictor import Predictor
 from medref_cli.training.run_dir import append_metrics, read_metrics, restore_metrics
 from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
 from medref_cli.workspace import run_lock
@@ -106,10 +107,11 @@ def validate(module: nn.Module, text: Any, ds, device: torch.device, amp: bool, 
 
     was_training = module.training
     module.eval()
+    predictor = Predictor(module, text, device, amp=amp)  # at the model's size: val labels are resized with it
     counts, img_emb, txt_emb, zones = [], [], [], []
     for b in loader(ds, batch, shuffle=False, num_workers=0):
-        probs, out = forward_probs(module, text, b["image"], b["text"], device, amp)
-        counts.append(confusion(probs >= THRESHOLD, b["label"] >= 0.5))  # the label is {0, 1}
+        probs, out = predictor.forward(b["image"], b["text"])
+        counts.append(confusion(probs >= predictor.threshold, b["label"] >= 0.5))  # the label is {0, 1}
         img_emb.append(out["img_emb"].float().cpu())
         txt_emb.append(out["txt_emb"].float().cpu())
         zones.append(b["zones"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from medref_cli.config import RunConfig, TrainRequest, default_run_name, load_config_file, resolve_config, resume_config
 from medref_cli.errors import MedrefError
+from medref_cli.training.device import flush_denormals, pick_device
 from medref_cli.training.tb_log import check_logger
 from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, release_lock
 
@@ -28,28 +29,6 @@ def pick_dataset(ws: Workspace, dataset: str | None) -> str:
     raise MedrefError(
         f"{ws.datasets}: pass --dataset (prepared: {', '.join(names) or 'none; run `medref prepare` first'})"
     )
-
-
-def pick_device(name: str):  # noqa: ANN201 - torch.device
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MedrefError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def flush_denormals() -> None:
-    """Compute float32 values below 1.2e-38 (denormals) as zero on the CPU, for the whole process.
-
-    A Dice-only loss (the official recipe's) keeps pushing background logits down: on real QaTa they reach -260
-    by epoch 100, and the sigmoids, activations and gradients in the denormal range run x86 arithmetic at a
-    fraction of its speed (that run's semi-supervised epochs went from 24 s to 52 s). Flushed, each such value
-    moves by less than 1.2e-38."""
-    import torch
-
-    torch.set_flush_denormal(True)
 
 
 def init_distributed() -> tuple[int, int, int]:

@@ -38,8 +38,8 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
     prepared dataset is loaded and must be the version the run was trained on."""
     from medref_cli.artifacts import load_dataset, load_run, load_split
     from medref_cli.model import checkpoint
+    from medref_cli.training.device import flush_denormals, pick_device
     from medref_cli.training.run_dir import resolve_run
-    from medref_cli.training.setup import flush_denormals, pick_device
 
     if which not in ("best", "latest"):
         raise MedrefError(f"--checkpoint {which!r}: choose best or latest")

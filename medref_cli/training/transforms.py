@@ -18,6 +18,11 @@ from medref_cli.imaging import read_prepared
 from medref_cli.zones import flip_caption, flip_zones
 
 
+def image_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 `(H, W)` 0..255 -> float32 `(1, H, W)` in [0, 1]: the one scaling of every image medref reads."""
+    return torch.from_numpy(arr.astype(np.float32) * (1.0 / 255.0))[None]
+
+
 class LoadPreparedd(MapTransform):
     """Prepared PNG paths -> `(1, H, W)` float32 tensors: image scaled to [0, 1], label {0, 1}.
 
@@ -32,8 +37,7 @@ class LoadPreparedd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             arr = read_prepared(Path(d[key]), is_mask=key == "label")
-            scale = 1.0 if key == "label" else 1.0 / 255.0
-            d[key] = torch.from_numpy(arr.astype(np.float32) * scale)[None]
+            d[key] = torch.from_numpy(arr.astype(np.float32))[None] if key == "label" else image_tensor(arr)
         return d
 
 
