@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 PROFILE ?= sample
 RAW ?=
 WORKDIR ?= medref-work
+JOBS ?= 2
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -32,8 +33,9 @@ test: venv  # the whole suite: the fast set, then the slow one (training, subpro
 test-fast: venv  # pure functions, CLI and small artifacts: under 90 s on 2 cores
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-reproduce-table1: venv
-	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR)
+reproduce-table1: venv  # JOBS cells at once (local submitit jobs, the cores shared out as torch threads); JOBS=1: one process
+	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR) \
+		$(if $(filter-out 1,$(JOBS)),--launcher local --jobs $(JOBS))
 
 bench: venv  # alone on the machine: writes bench/RESULTS.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

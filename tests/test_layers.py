@@ -1,4 +1,5 @@
-"""The package's import graph has no circle (imports inside functions count; `if TYPE_CHECKING:` ones do not)."""
+"""The package's import graph has no circle and no import running up a layer (imports inside functions and
+`if TYPE_CHECKING:` ones count)."""
 
 import ast
 from pathlib import Path
@@ -13,9 +14,6 @@ def _module(path: Path) -> str:
 
 def _imports(tree: ast.AST, known: set[str]) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            node.body = []  # type-only imports
     for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -81,3 +79,32 @@ def test_every_artifact_is_read_by_the_one_loader(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(MedrefError, match="dataset.json: schema version 99 is not supported"):
         artifacts.load_manifest(tmp_path)
+
+
+# Lowest first: a module may import its own layer and those below, never one above.
+LAYERS = (
+    ("foundation", ("errors", "image_limits", "zones", "report_zones", "zone_masks", "workspace", "config",
+                    "config_reference", "imaging", "importers", "artifacts", "splits", "synthetic", "plots",
+                    "overlays", "progress")),
+    ("model", ("model",)),
+    ("training", ("training", "semi", "pseudo_labels", "bundled_models")),
+    ("stages", ("stages",)),
+    ("cli", ("cli", "__main__")),
+)
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return 0  # the package itself
+    for rank, (_, names) in enumerate(LAYERS):
+        if parts[1] in names:
+            return rank
+    raise AssertionError(f"{module}: in no layer of tests/test_layers.py; add it to LAYERS")
+
+
+def test_no_import_runs_up_a_layer():
+    graph = import_graph()
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)]
+    assert not upward, upward
+    assert _layer("medref_cli.training.loop") > _layer("medref_cli.model.network")  # the check sees real edges

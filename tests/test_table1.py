@@ -1,6 +1,7 @@
 """The Table 1 runner on a 2-cell matrix: runs, writes the table, skips done cells, survives a failing cell."""
 
 import csv
+import json
 
 import pytest
 
@@ -18,11 +19,11 @@ profiles:
     ratios: ["25%"]
     methods: [supervised, semi-medref-no-itcl]
     seeds: [0]
-    train: {epochs: 2, steps_per_epoch: 2}
+    train: {epochs: 2, steps_per_epoch: 2, threads: 1}  # one thread: the same floats in one process or in jobs
     method: {burn_in_epochs: 1, unsup_ramp_epochs: 1, ema_ramp_epochs: 1}
   two-longer:  # the same cells (run names) as `two`, another experiment
     <<: *two
-    train: {epochs: 3, steps_per_epoch: 2}
+    train: {epochs: 3, steps_per_epoch: 2, threads: 1}
   budget:
     preset: tiny
     datasets:
@@ -175,7 +176,8 @@ def test_the_mark_comes_from_the_paired_comparison_with_supervised(tmp_path, gai
 
 @pytest.mark.slow
 def test_local_launcher_gives_the_in_process_table(pipeline, tmp_path):
-    """`--launcher local --jobs 2`: one submitit job per cell, two at a time; same seeds, same figures."""
+    """`--launcher local --jobs 2`: one submitit job per cell, two at a time; with the profile's torch threads
+    (1) the same figures to the last bit as the one-process run (another thread count changes float sums)."""
     pytest.importorskip("submitit")
     inline_cells, inline_out = run(Table1Config("two", pipeline), Workspace.resolve(tmp_path / "a"))
     jobs_cells, jobs_out = run(Table1Config("two", pipeline, launcher="local", jobs=2),
@@ -187,6 +189,14 @@ def test_local_launcher_gives_the_in_process_table(pipeline, tmp_path):
         assert a[method]["dice_global"] == b[method]["dice_global"] != ""
         assert a[method]["split_sha256"] == b[method]["split_sha256"]
     assert list((jobs_out / "jobs").glob("*_log.out"))  # submitit kept each job's log
+    for cell in inline_cells:
+        same = [tmp_path / w / "runs" / cell.run_name for w in ("a", "b")]
+        assert same[0].joinpath("metrics.jsonl").read_text().count("\n") > 0
+        strip = [[{k: v for k, v in json.loads(line).items() if not k.endswith("_s")}  # timings differ
+                  for line in run.joinpath("metrics.jsonl").read_text().splitlines()] for run in same]
+        assert strip[0] == strip[1], cell.run_name
+        summaries = [json.loads((run / "eval-test" / "summary.json").read_text())["protocols"] for run in same]
+        assert summaries[0] == summaries[1]
 
 
 def test_list_prints_one_runnable_command_per_cell(pipeline, tmp_path, cli):
@@ -234,3 +244,12 @@ def test_pipelines_ship_inside_the_wheel(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("medref*.whl"))).namelist()
     assert {"medref_cli/pipelines/table1.yaml", "medref_cli/pipelines/semi-from-pretrain.yaml"} <= set(names)
+
+
+def test_local_jobs_share_the_cores_out(monkeypatch):
+    import os
+
+    from medref_cli.stages.table1_jobs import shared_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    assert [shared_threads(j) for j in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]

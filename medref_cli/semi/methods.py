@@ -28,8 +28,8 @@ from medref_cli.semi.ema import EmaPair, ema_decay, unsup_weight
 from medref_cli.semi.itc import itc_floor, itc_loss
 from medref_cli.semi.pos_aug import pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, t_patchmix
+from medref_cli.training.context import RunContext
 from medref_cli.training.data import STRONG_KEYS
-from medref_cli.training.loop import RunContext
 from medref_cli.training.method import Method
 from medref_cli.zone_masks import side_mask
 

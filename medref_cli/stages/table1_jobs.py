@@ -1,7 +1,8 @@
 """Table 1 cells as submitit jobs (`medref table1 --launcher local|slurm --jobs N`).
 
 Each cell is one job running `table1.run_cell` in its own process (on this machine with `local`, on a SLURM
-node with `slurm`); at most `jobs` run at once, the next one is submitted as one finishes. A job that fails
+node with `slurm`); at most `jobs` run at once (with `local`, the machine's cores shared out among them as torch
+threads), the next one is submitted as one finishes. A job that fails
 (an exception, a killed node) marks its cell failed and the others go on. The parent then reads every cell's
 `eval-test/summary.json` like `--collect` does, so the table is the one an in-process run writes.
 Job logs: `<workdir>/results/table1/<profile>/jobs/`.
@@ -22,14 +23,28 @@ from medref_cli.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
-def cell_job(workdir: str, cfg: Table1Config, cell_name: str) -> dict[str, Any]:
-    """Runs in the job's process: one cell, by run name -> {status, error, wall_s}."""
+def cell_job(workdir: str, cfg: Table1Config, cell_name: str, threads: int | None = None) -> dict[str, Any]:
+    """Runs in the job's process: one cell, by run name -> {status, error, wall_s}. `threads`: torch's intra-op
+    threads in this process (a profile's `train.threads` still wins)."""
     from dataclasses import replace
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     ws = Workspace.resolve(Path(workdir))
     _, prof, cells = matrix(replace(cfg, only=cell_name))
     run_guarded(ws, prof, cells[0], False, cell_name)
     return {"status": cells[0].status, "error": cells[0].error, "wall_s": cells[0].wall_s}
+
+
+def shared_threads(jobs: int) -> int:
+    """The cores this process may use, shared out over `jobs` local jobs (at least one thread each): two torch
+    processes that each take every core slow each other 5-10x."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, jobs))
 
 
 def _executor(cfg: Table1Config, folder: Path):  # noqa: ANN202 - submitit.Executor
@@ -51,11 +66,14 @@ def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cel
     folder = ws.results / "table1" / cfg.profile / "jobs"
     executor = _executor(cfg, folder)
     job_cfg = replace(cfg, pipeline=pipeline, launcher="inline")
+    threads = shared_threads(cfg.jobs) if cfg.launcher == "local" else None
+    if threads:
+        log.info("%d cells at a time, %d torch thread(s) each", max(1, cfg.jobs), threads)
     pending, running = list(cells), []
     while pending or running:
         while pending and len(running) < max(1, cfg.jobs):
             cell = pending.pop(0)
-            running.append((cell, executor.submit(cell_job, str(ws.root), job_cfg, cell.run_name)))
+            running.append((cell, executor.submit(cell_job, str(ws.root), job_cfg, cell.run_name, threads)))
             log.info("submitted %s (job %s)", cell.run_name, running[-1][1].job_id)
         for item in [r for r in running if r[1].done()]:
             running.remove(item)

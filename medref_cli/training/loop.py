@@ -27,10 +27,11 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from medref_cli.artifacts import RunInfo
-from medref_cli.config import ModelConfig, RunConfig, TrainConfig
+from medref_cli.config import TrainConfig
 from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
 from medref_cli.plots import line_plot
+from medref_cli.training.context import RunContext
 from medref_cli.training.data import eval_dataset, loader, train_dataset, without_meta_tracking
 from medref_cli.training.inference import autocast
 from medref_cli.training.method import Method
@@ -41,34 +42,6 @@ from medref_cli.training.tb_log import TensorBoardLog, overlay_grid
 from medref_cli.workspace import run_lock
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunContext:
-    run: Path
-    config: RunConfig
-    model: nn.Module
-    text: Any  # FrozenTextEncoder
-    device: torch.device
-    info: RunInfo
-    rank: int = 0
-    world: int = 1
-    progress: bool = False
-
-    @property
-    def model_cfg(self) -> ModelConfig:
-        return self.config.model
-
-    @property
-    def train(self) -> TrainConfig:
-        return self.config.train
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def amp(self) -> bool:
-        return self.train.amp if self.device.type == "cuda" else self.train.amp_cpu
 
 
 class EpochBatches(Sampler[list[int]]):

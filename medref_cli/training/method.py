@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from medref_cli.training.loop import RunContext
+    from medref_cli.training.context import RunContext
 
 
 class Method:

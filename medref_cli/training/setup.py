@@ -49,7 +49,7 @@ class TrainSetup:
     """What `build` hands a training stage: the run context and the data it trains on. Use it as a context
     manager (`with build(req, ws) as s:`): leaving it detaches the run's log.txt handler."""
 
-    ctx: Any  # training.loop.RunContext
+    ctx: Any  # training.context.RunContext
     spec: Any  # artifacts.SplitSpec
     manifest: Any  # artifacts.DatasetManifest
     folder: Path  # the prepared dataset folder
@@ -70,7 +70,7 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     input (`pseudo_labels` too) is checked before the split file or the run folder is written."""
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.splits import check_trainable
-    from medref_cli.training.loop import RunContext
+    from medref_cli.training.context import RunContext
     from medref_cli.training.run_dir import attach_log
 
     dataset = pick_dataset(ws, req.dataset)
