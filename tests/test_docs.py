@@ -37,3 +37,20 @@ def test_the_readme_is_short_and_every_page_it_links_exists():
     for page in (REPO / "docs").glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
             assert (page.parent / target).resolve().is_file(), f"{page.name} -> {target}"
+
+
+def test_help_texts_come_from_the_code(cli):
+    """--preset, --config, --resume and --recipe name what config.py holds (one source; they lagged it before)."""
+    import re
+
+    from medref_cli import config as c
+
+    for command in ("pretrain", "semi-train"):
+        res = cli(command, "--help")
+        text = re.sub(r"[\s│]+", " ", res.output)  # Rich wraps and boxes the help
+        assert res.exit_code == 0
+        assert f"{' | '.join(c.PRESETS)} (default: {c.DEFAULT_PRESET};" in text
+        assert all(f"{a}.{b}" in text for a, b in c.RESUMABLE)
+        assert "sections " + ", ".join(s + ":" for s in c.CONFIG_SECTIONS) in text
+    text = re.sub(r"[\s│]+", " ", cli("semi-train", "--help").output)
+    assert " | ".join(c.RECIPES) in text

@@ -22,7 +22,7 @@ from medref_cli.cli.train import (
     overrides,
     report,
 )
-from medref_cli.config import METHODS  # pure (no torch): --help stays instant
+from medref_cli.config import DEFAULT_RECIPE, METHODS, RECIPES  # pure (no torch): --help stays instant
 
 
 def semi_train(
@@ -30,7 +30,8 @@ def semi_train(
     dataset: DatasetOpt = None,
     method: Annotated[str, typer.Option("--method", help=" | ".join(METHODS))] = "semi-medref",
     recipe: Annotated[str | None, typer.Option(
-        "--recipe", help="medref | official (default: the config's method.recipe, else medref).")] = None,
+        "--recipe", help=f"{' | '.join(RECIPES)} (default: the config's method.recipe, else {DEFAULT_RECIPE}).")]
+    = None,
     no_t_patchmix: Annotated[bool, typer.Option("--no-t-patchmix", help="Ablation: no T-PatchMix.")] = False,
     no_pos_aug: Annotated[bool, typer.Option("--no-pos-aug", help="Ablation: no PosAug.")] = False,
     no_itcl: Annotated[bool, typer.Option("--no-itcl", help="Ablation: no ITCL.")] = False,

@@ -8,17 +8,23 @@ from typing import Annotated, Any
 import typer
 
 from medref_cli.cli.options import Device, Labeled, NoProgress, Overwrite, PseudoLabels, Workdir
+from medref_cli.config import CONFIG_SECTIONS, DEFAULT_PRESET, DEFAULT_SEED, PRESETS, RESUMABLE
 
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d",
                                                  help="Prepared dataset (default: the only one in the workspace).")]
-Preset = Annotated[str | None, typer.Option("--preset", help="tiny | cpu | paper (default: cpu; on --resume the run's).")]
+# Help texts from the code they describe (config.py is torch-free, so --help stays instant).
+Preset = Annotated[str | None, typer.Option("--preset", help=(
+    f"{' | '.join(PRESETS)} (default: {DEFAULT_PRESET}; on --resume the run's)."))]
 TrainSeed = Annotated[int | None, typer.Option(
-    "--seed", help="Seed of the split and of training (default: 42; on --resume the run's).")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML overriding preset fields (model:, train:).")]
+    "--seed", help=f"Seed of the split and of training (default: {DEFAULT_SEED}; on --resume the run's).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help=(
+    f"YAML overriding preset fields, in sections {', '.join(s + ':' for s in CONFIG_SECTIONS)} (method: for "
+    "semi-train; docs/config-reference.md lists every field)."))]
 Name = Annotated[str | None, typer.Option("--name", help="Run folder name under <workdir>/runs/.")]
 Resume = Annotated[bool, typer.Option("--resume", help=(
-    "Continue the run from checkpoint_latest.pt; --epochs, --max-minutes and --logger may change, other "
-    "changed options are refused."))]
+    "Continue the run from checkpoint_latest.pt; only "
+    f"{', '.join(f'{a}.{b}' for a, b in sorted(RESUMABLE))} may change (options or --config), any other "
+    "change is refused."))]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Override train.epochs.")]
 MaxMinutes = Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock budget (stops after the epoch).")]
 Logger = Annotated[str | None, typer.Option(
