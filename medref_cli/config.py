@@ -288,29 +288,39 @@ DEFAULT_RECIPE = "medref"
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One trainable method: how it is run and which MethodConfig fields it fixes. One entry in `METHODS`
-    adds a method to `semi-train --method`, to table1 (`methods:` of a profile) and to run names."""
+    """One trainable method. One entry in `METHODS` adds it to `pretrain` / `semi-train --method`, to table1
+    (`methods:` of a profile), to run names and to the config reference; `builder` names its class, built lazily
+    (`training.method.build_method`), so this registry stays torch-free."""
 
     summary: str  # one line for the CLI help and the docs
     stage: str  # pretrain (labelled images only) | semi-train
-    fields: dict[str, Any]  # MethodConfig values the method sets over the recipe
+    builder: str  # "module:Class" of its `training.method.Method`, constructed as Class(ctx, method config)
+    fixed: dict[str, Any] = field(default_factory=dict)  # MethodConfig values that define it: over every layer
+    defaults: dict[str, Any] = field(default_factory=dict)  # MethodConfig values it starts from: any layer changes them
     ablations: tuple[str, ...] = ()  # switchable parts (`--no-<part>`, table1 `<method>-no-<part>`)
     recipes: bool = False  # takes `--recipe` (table1 `<method>-<recipe>`)
+    # which key of checkpoint_best.pt holds which weights: `evaluated` (validated, evaluated, predicted with) and,
+    # for a method with an EMA teacher, `teacher` (what `pseudo-label` uses by default)
+    weights: dict[str, str] = field(default_factory=lambda: {"evaluated": "model"})
 
 
 # The generic SSL baselines take nothing from the report in their training signal: no text-synchronised part,
 # and no side gate of the teacher's pseudo-labels (the report's lung halves); the network itself still reads it.
 _NO_PARTS = {"t_patchmix": False, "pos_aug": False, "itcl": False, "cutmix": False, "cutmix_sides": False,
              "side_gate": False}
+_SUPERVISED = "medref_cli.training.method:Supervised"
+_TEACHER_STUDENT = "medref_cli.semi.methods:TeacherStudent"
+_WITH_TEACHER = {"evaluated": "model", "teacher": "teacher"}
 METHODS: dict[str, MethodSpec] = {
-    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _NO_PARTS),
+    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _SUPERVISED, _NO_PARTS),
     "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing, no side gate",
-                               "semi-train", _NO_PARTS),
+                               "semi-train", _TEACHER_STUDENT, _NO_PARTS, weights=_WITH_TEACHER),
     "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept, no side gate",
-                         "semi-train", {**_NO_PARTS, "cutmix": True}),
+                         "semi-train", _TEACHER_STUDENT, {**_NO_PARTS, "cutmix": True}, weights=_WITH_TEACHER),
     "semi-medref": MethodSpec("mean teacher + T-PatchMix, PosAug and ITCL (SPEC 3); the medref recipe adds a "
-                              "side-consistent CutMix", "semi-train", {},
-                              ablations=("t-patchmix", "pos-aug", "itcl", "cutmix"), recipes=True),
+                              "side-consistent CutMix", "semi-train", _TEACHER_STUDENT,
+                              ablations=("t-patchmix", "pos-aug", "itcl", "cutmix"), recipes=True,
+                              weights=_WITH_TEACHER),
 }
 
 
@@ -399,14 +409,15 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> None:
 
 
 def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig:
-    """A checked MethodConfig; the method's registry entry (`METHODS`) fixes its own fields (the baselines
-    switch T-PatchMix, PosAug and ITCL off)."""
+    """A checked MethodConfig: the method's registry entry (`METHODS`) lays its `defaults` under `values` and its
+    `fixed` fields over them (the baselines fix T-PatchMix, PosAug and ITCL off)."""
     known = {f.name for f in fields(MethodConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise MedrefError(f"{where}: unknown field(s) {', '.join(unknown)}")
     _choice(values.get("name", MethodConfig.name), tuple(METHODS), "--method")
-    cfg = MethodConfig(**{**values, **METHODS[values.get("name", MethodConfig.name)].fields})
+    spec = METHODS[values.get("name", MethodConfig.name)]
+    cfg = MethodConfig(**{**spec.defaults, **values, **spec.fixed})
     check_fields(cfg, where)
     _choice(cfg.recipe, tuple(RECIPES), "--recipe")
     _choice(cfg.eval_model, ("student", "teacher"), "--eval-model")

@@ -62,7 +62,8 @@ def _set_by(section: str, name: str) -> str:
     parts = [f"{p}: {_fmt(v[section][name])}" for p, v in c.PRESETS.items() if name in v.get(section, {})]
     parts += [f"recipe {r}: {_fmt(v[section][name])}" for r, v in c.RECIPES.items() if name in v.get(section, {})]
     if section == "method":
-        parts += [f"{m} fixes {_fmt(s.fields[name])}" for m, s in c.METHODS.items() if name in s.fields]
+        parts += [f"{m} fixes {_fmt(s.fixed[name])}" for m, s in c.METHODS.items() if name in s.fixed]
+        parts += [f"{m} starts from {_fmt(s.defaults[name])}" for m, s in c.METHODS.items() if name in s.defaults]
     return "; ".join(parts)
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from medref_cli.config import RECIPES, TrainRequest, method_config, model_config, resolve, resolve_config
+from medref_cli.config import METHODS, RECIPES, TrainRequest, method_config, model_config, resolve, resolve_config
 from medref_cli.errors import MedrefError
 from medref_cli.semi.methods import TeacherStudent, masked_pseudo_loss, mixed_zones, soft_dice
 from medref_cli.training.loop import _cosine
@@ -54,8 +54,8 @@ def test_the_recipes_cutmix_reaches_semi_medref_only():
 
 
 @pytest.mark.parametrize(("stage", "method", "recipe"), [
-    ("pretrain", "supervised", None), *[("semi-train", m, r) for m in ("mean-teacher", "cutmix", "semi-medref")
-                                        for r in sorted(RECIPES)]])
+    (spec.stage, m, r) for m, spec in METHODS.items()
+    for r in (sorted(RECIPES) if spec.stage == "semi-train" else [None])])
 def test_config_yaml_reloads_to_the_identical_run_config(stage, method, recipe):
     """What `config.yaml` holds is the whole config that ran: reloading it gives the same RunConfig, field for
     field, for every method and recipe (a method's own fields included: mean-teacher records cutmix false)."""
@@ -71,6 +71,7 @@ def test_config_yaml_reloads_to_the_identical_run_config(stage, method, recipe):
         assert saved["config"]["method"]["name"] == method and "pseudo_thresh" in saved["config"]["method"]
         assert saved["config"]["method"]["cutmix"] is (method == "cutmix" or (method == "semi-medref"
                                                                              and recipe == "medref"))
+        assert all(saved["config"]["method"][k] == v for k, v in METHODS[method].fixed.items())
 
 
 def test_a_config_yaml_from_before_the_whole_config_was_saved_reads_as_it_ran():
@@ -306,7 +307,7 @@ def test_registry_fixes_each_methods_parts():
 
     for name, spec in METHODS.items():
         cfg = method_config({"name": name, "cutmix_prob": 0.3})
-        for key, value in spec.fields.items():
+        for key, value in spec.fixed.items():
             assert getattr(cfg, key) == value, (name, key)
     assert method_config({"name": "semi-medref"}).t_patchmix and not method_config({"name": "semi-medref"}).cutmix
     with pytest.raises(MedrefError, match="--method 'fixmatch'"):
@@ -318,8 +319,8 @@ def test_one_registry_entry_adds_a_method_to_table1_and_run_names(monkeypatch):
     from medref_cli.config import default_run_name
     from medref_cli.stages.table1_matrix import _stage, parse_method
 
-    spec = recipes.MethodSpec("mean teacher, PosAug only", "semi-train", {"t_patchmix": False, "itcl": False},
-                              ablations=("pos-aug",))
+    spec = recipes.MethodSpec("mean teacher, PosAug only", "semi-train", "medref_cli.semi.methods:TeacherStudent",
+                              {"t_patchmix": False, "itcl": False}, ablations=("pos-aug",))
     monkeypatch.setitem(recipes.METHODS, "posaug-teacher", spec)
     assert parse_method("posaug-teacher-no-pos-aug") == ("posaug-teacher", {"pos_aug": False})
     assert _stage("posaug-teacher") == "semi-train"
@@ -424,3 +425,39 @@ def test_weak_view_itc_is_one_pass_with_two_strong_views():
     calls = method.ctx.text.seen[before:]
     # teacher (4), the student's pass over 4 labelled + 2 x 4 unlabelled, then one weak-view ITC pass (4)
     assert len(calls) == 4 + 12 + 4 and calls[-4:] == batch_u["text"]
+
+
+def test_a_registry_entry_builds_its_method_with_defaults_under_the_options_and_fixed_fields_over_them(monkeypatch):
+    """A method is one `METHODS` line: its class built lazily from "module:Class"; its `defaults` lie under every
+    layer (a user may change them), its `fixed` fields over every layer."""
+    from dataclasses import replace
+
+    import medref_cli.config as c
+    from medref_cli.training.method import Method, build_method
+
+    spec = replace(c.METHODS["mean-teacher"], defaults={"unsup_weight": 0.7, "mix_prob": 0.2},
+                   fixed={**c.METHODS["mean-teacher"].fixed, "pseudo_thresh": 0.6})
+    monkeypatch.setitem(c.METHODS, "toy", spec)
+    cfg = c.method_config({"name": "toy", "unsup_weight": 0.9, "pseudo_thresh": 0.5})
+    assert (cfg.unsup_weight, cfg.mix_prob, cfg.pseudo_thresh) == (0.9, 0.2, 0.6)
+
+    class Ctx:  # what build_method reads of a RunContext
+        info = type("Info", (), {"method": "toy"})()
+        config = type("Config", (), {"method": cfg})()
+
+    built = []
+    monkeypatch.setitem(c.METHODS, "toy", replace(spec, builder="medref_cli.training.method:Method"))
+    monkeypatch.setattr(Method, "__init__", lambda self, ctx, method_cfg=None: built.append(method_cfg))
+    assert isinstance(build_method(Ctx()), Method) and built == [cfg]
+
+
+def test_every_method_names_a_class_and_its_checkpoint_weights():
+    import importlib
+
+    from medref_cli.training.method import Method
+
+    for name, spec in METHODS.items():
+        module, cls = spec.builder.split(":")
+        assert issubclass(getattr(importlib.import_module(module), cls), Method), name
+        assert spec.weights["evaluated"] == "model"
+        assert ("teacher" in spec.weights) is (spec.stage == "semi-train")

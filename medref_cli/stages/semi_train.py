@@ -1,4 +1,5 @@
-"""`medref semi-train`: Semi-MedRef and the SSL baselines in one loop (SPEC 3).
+"""`medref semi-train`: Semi-MedRef and the SSL baselines in one loop (SPEC 3); an entry point of the one
+training stage (stages/train.py).
 
 `--init RUN` starts student and teacher from a `pretrain` run's best checkpoint (its model config wins)
 and skips the burn-in. `--pseudo-labels DIR` adds a `pseudo-label` output as extra labelled data.
@@ -12,7 +13,7 @@ from pathlib import Path
 from medref_cli.artifacts import RunInfo
 from medref_cli.config import TrainRequest, check_semi_method
 from medref_cli.errors import MedrefError
-from medref_cli.training.setup import build
+from medref_cli.stages import train
 from medref_cli.workspace import Workspace
 
 
@@ -34,10 +35,6 @@ def check_init_conflicts(req: TrainRequest, init_name: str, init_preset: str, in
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
     from medref_cli.model import checkpoint
-    from medref_cli.pseudo_labels import extra_labeled
-    from medref_cli.semi.methods import TeacherStudent
-    from medref_cli.training.data import items
-    from medref_cli.training.loop import fit
     from medref_cli.training.run_dir import resolve_run
 
     check_semi_method(req.method)  # before any folder exists
@@ -51,18 +48,4 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> 
                       overrides={**req.overrides, "model": {**req.overrides.get("model", {}), **model_cfg},
                                  "method": {**req.overrides.get("method", {}), "burn_in_epochs": 0}})
         init_state = ckpt["model"]
-    with build(req, ws, pseudo_labels) as s:
-        if init_state is not None:
-            s.ctx.model.load_state_dict(init_state)
-        method = TeacherStudent(s.ctx, s.ctx.config.method)
-        data_l = items(s.manifest, s.folder, s.spec.train_labeled)
-        if pseudo_labels is not None:
-            extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
-            data_l += extra
-            if not extra:
-                raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
-        unl = set(s.spec.train_unlabeled) - {d["id"] for d in data_l}
-        data_u = items(s.manifest, s.folder, sorted(unl), with_labels=False)
-        data_val = items(s.manifest, s.folder, s.spec.val)
-        info = fit(s.ctx, method, data_l, data_u, data_val, resume=req.resume)
-    return info, s.ctx.run
+    return train.run(req, ws, pseudo_labels, init_state)

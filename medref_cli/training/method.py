@@ -1,14 +1,17 @@
-"""What a training method plugs into the loop (`training.loop.fit`): the `Method` interface, and `Supervised`,
-the method of `medref pretrain`. The semi-supervised methods are `semi.methods.TeacherStudent`."""
+"""What a training method plugs into the loop (`training.loop.fit`): the `Method` interface, `Supervised` (the
+method of `medref pretrain`), and `build_method`, which builds a run's method from its registry entry
+(`config.METHODS`: the semi-supervised methods are `semi.methods.TeacherStudent`)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from medref_cli.config import MethodConfig
     from medref_cli.training.context import RunContext
 
 
@@ -58,7 +61,7 @@ class Supervised(Method):
 
     name = "supervised"
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, cfg: MethodConfig | None = None) -> None:
         from monai.losses import DiceCELoss
 
         super().__init__(ctx)
@@ -70,3 +73,12 @@ class Supervised(Method):
         out = model(batch_l["image"].to(dev), feats, keep)
         loss = self.sup_loss(out["logits"].float(), batch_l["label"].to(dev))
         return loss, {"loss_sup": loss.item()}
+
+
+def build_method(ctx: RunContext) -> Method:
+    """The run's `Method` (run.json's `method`), built from its registry entry (`config.METHODS[...].builder`,
+    "module:Class") with the run's method config (None for a pretrain run)."""
+    from medref_cli.config import METHODS
+
+    module, cls = METHODS[ctx.info.method].builder.split(":")
+    return getattr(importlib.import_module(module), cls)(ctx, ctx.config.method)

@@ -37,6 +37,7 @@ class Predictor:
     side_gate: bool = False  # zero the probability in the image half a one-lung report does not name
     laterality: str = "image"  # which sides free-text reports name (a dataset's `laterality`), for the gate
     amp: bool | None = None  # mixed precision; None: on CUDA only
+    weights: str = "evaluated"  # which of a run's weights: evaluated (what validation chose) | teacher
 
     @property
     def image_size(self) -> int:
@@ -89,17 +90,22 @@ def open_predictor(ws, run: str, which: str = "best", device: str = "auto", weig
                    side_gate: bool = False, with_dataset: bool = True):  # noqa: ANN201 - (Predictor, TrainedRun)
     """(Predictor, TrainedRun) of a run's `which` checkpoint (best | latest). `weights`: `evaluated` (the
     weights validation chose the checkpoint by: the student, or the teacher where the run evaluates it) or
-    `teacher` (the EMA teacher where the run has one, else the evaluated weights). The side gate reads reports
-    with the run's dataset laterality (opened with `with_dataset`)."""
+    `teacher` (the EMA teacher where the run's method has one, else the evaluated weights); the method's registry
+    entry (`config.METHODS[...].weights`) says which checkpoint key holds which. The side gate reads reports with
+    the run's dataset laterality (opened with `with_dataset`)."""
     from medref_cli.training.trained_run import open_run
 
     if weights not in ("evaluated", "teacher"):
         raise MedrefError(f"weights {weights!r}: choose evaluated or teacher")
+    from medref_cli.config import METHODS
+
     tr = open_run(ws, run, which, device, with_dataset=with_dataset)
-    if weights == "teacher" and "teacher" in tr.ckpt:
-        tr.model.load_state_dict(tr.ckpt["teacher"])
+    keys = METHODS[tr.info.method].weights if tr.info.method in METHODS else {"evaluated": "model"}
+    used = weights if keys.get(weights) in tr.ckpt else "evaluated"
+    if used != "evaluated":  # the registry says which checkpoint key holds them
+        tr.model.load_state_dict(tr.ckpt[keys[used]])
     laterality = tr.manifest.laterality if tr.manifest is not None else "image"
-    return Predictor(tr.model, tr.text, tr.device, side_gate=side_gate, laterality=laterality), tr
+    return Predictor(tr.model, tr.text, tr.device, side_gate=side_gate, laterality=laterality, weights=used), tr
 
 
 def from_bundled(name: str, device: str = "auto") -> Predictor:
