@@ -11,13 +11,13 @@ docs/development.md): it writes the half-precision file and fills the card's `fi
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
+from medref_cli.workspace import file_sha256
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 # What every card states; `medref models` shows name, data, recipe, test Dice, text encoder.
@@ -73,14 +73,6 @@ def find(name: str, folder: Path = BUNDLED_DIR) -> ModelCard:
     names = ", ".join(c.name for c in known) or "none"
     raise MedrefError(f"--model {name!r}: no bundled model of that name (bundled: {names}; `medref models` "
                       "lists them)")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(card: ModelCard) -> None:

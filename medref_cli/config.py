@@ -45,7 +45,7 @@ import logging
 import math
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,9 @@ def check_semi_method(name: str) -> None:
 @dataclass
 class MethodConfig:
     name: str = "semi-medref"  # the method (`--method`)
-    recipe: str = DEFAULT_RECIPE  # the recipe laid under the options (`--recipe`)
+    # the recipe laid under the options (`--recipe`); these defaults are the official recipe's values, and the
+    # default recipe of a new run is DEFAULT_RECIPE (medref)
+    recipe: str = "official"
     t_patchmix: bool = True  # T-PatchMix: text-synchronised block mixing of unlabelled pairs (SPEC 3.2)
     pos_aug: bool = True  # PosAug: mask or fuzz the student's position phrases (SPEC 3.3)
     itcl: bool = True  # ITCL: position-guided image-text contrastive loss (SPEC 3.4)
@@ -366,7 +368,7 @@ class MethodConfig:
     mix_block: int = 16  # at 224 px; scaled with the image size
     # the student's photometric view: jitter (brightness/contrast in [0, 1]) | window (the official code's
     # jitter of the z-scored image, which clips about half the pixels; set by the official recipe)
-    strong_view: str = "jitter"
+    strong_view: str = "window"
     strong_views: int = 1  # 2: UniMatch's dual strong views, each mixed and perturbed on its own, L_u their mean
     mix_prob: float = 0.08  # T-PatchMix block probability per pair (ref 0.08)
     mix_gate: float = 0.55  # a block is kept when the partner's mean teacher probability in it reaches this
@@ -379,16 +381,13 @@ class MethodConfig:
 # Each recipe: {"method": {...}, "train": {...}} laid over the preset (see the module table); `official` changes
 # no method field, since MethodConfig's defaults are the official values.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "official": {  # MethodConfig's defaults are the official values, but for strong_view (older runs: jitter)
-        "method": {"strong_view": "window"},
-        "train": {"anneal_factor": 2.0},
-    },
+    "official": {"method": {}, "train": {"anneal_factor": 2.0}},
     "medref": {
         "method": {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5,
                    "burn_in_teacher": "copy",
                    "pos_aug_first": False, "itc_unlabeled_view": "mixed", "itc_empty_positive": True,
                    "side_gate": True, "feature_dropout": 0.5, "cutmix": True, "cutmix_sides": True,
-                   "unsup_weight": 1.0, "mix_prob": 0.25,
+                   "unsup_weight": 1.0, "mix_prob": 0.25, "strong_view": "jitter",
                    "eval_model": "teacher"},
         "train": {"anneal_factor": 1.0},
     },
@@ -512,6 +511,21 @@ def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
     return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{req.new_run_seed}"])
 
 
+CONFIG_VERSION = 2  # config.yaml: 1 had no `schema_version` and no `inputs`; `RunConfig.from_saved` migrates it
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The artifacts a run started from besides its dataset and split, recorded in config.yaml: `--init` (the run
+    and the sha256 of the checkpoint_best.pt it copied) and `--pseudo-labels` (the folder and the sha256 of its
+    pseudo_labels.json)."""
+
+    init_run: str | None = None
+    init_sha256: str | None = None
+    pseudo_labels: str | None = None
+    pseudo_labels_sha256: str | None = None
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run is configured with, after every layer (preset, recipe, `--config` file, command-line
@@ -522,6 +536,7 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     method: MethodConfig | None = None
+    inputs: RunInputs = field(default_factory=RunInputs)
 
     def to_dict(self) -> dict[str, Any]:
         """`{"model": {...}, "train": {...}[, "method": {...}]}`, plain YAML / JSON values, every field."""
@@ -535,7 +550,8 @@ class RunConfig:
         """`config.yaml` of a run: the preset and the whole config."""
         import yaml
 
-        return yaml.safe_dump({"preset": self.preset, "config": self.to_dict()}, sort_keys=False).encode()
+        return yaml.safe_dump({"schema_version": CONFIG_VERSION, "preset": self.preset, "inputs": asdict(self.inputs),
+                               "config": self.to_dict()}, sort_keys=False).encode()
 
     @classmethod
     def build(cls, preset: str, config: dict[str, Any], method: str | None, where: str = "config") -> RunConfig:
@@ -548,17 +564,30 @@ class RunConfig:
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any], method: str | None, where: str = "config.yaml") -> RunConfig:
-        """A run's `config.yaml` content. One written before the whole config was saved (a method block without
-        `name`, holding only the preset's and the recipe's fields) is completed with the defaults of its time."""
+        """A run's `config.yaml` content, of any version (`CONFIG_VERSION`). Version 1 (no `schema_version`)
+        records no inputs; one written before the whole config was saved (a method block without `name`, holding
+        only the preset's and the recipe's fields) is completed with the defaults of its time, and one written
+        before `strong_view` existed ran the jitter view."""
+        version = saved.get("schema_version", 1)
+        if version not in (1, CONFIG_VERSION):
+            raise MedrefError(f"{where}: schema version {version!r} is not supported (expected {CONFIG_VERSION}); "
+                              "a newer medref wrote it")
         config = copy.deepcopy(saved["config"])
         block = config.get("method")
-        if method is not None and isinstance(block, dict) and "name" not in block:
-            config["method"] = {**LEGACY_METHOD_DEFAULTS, **block}
-        return cls.build(saved["preset"], config, method, where)
+        if version == 1 and method is not None and isinstance(block, dict):  # fields it may lack: their old values
+            config["method"] = {**(LEGACY_METHOD_DEFAULTS if "name" not in block else LEGACY_STRONG_VIEW), **block}
+        recorded = saved.get("inputs") or {}
+        unknown = sorted(set(recorded) - {f.name for f in fields(RunInputs)})
+        if unknown:
+            raise MedrefError(f"{where}: inputs: unknown field(s) {', '.join(unknown)}")
+        return replace(cls.build(saved["preset"], config, method, where), inputs=RunInputs(**recorded))
 
 
-# MethodConfig defaults before they became the official values (2026-12-01), for config.yaml files of that time
-LEGACY_METHOD_DEFAULTS = {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5}
+# MethodConfig defaults of config.yaml files written before the whole config was (2026-12-01): the losses and
+# threshold before they became the official values, and the strong view before `window` existed
+LEGACY_STRONG_VIEW = {"strong_view": "jitter"}
+LEGACY_METHOD_DEFAULTS = {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5,
+                          **LEGACY_STRONG_VIEW}
 
 
 def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
@@ -597,7 +626,7 @@ def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any
                               f"(--name) or pass --overwrite")
     method = info.method if req.stage == "semi-train" else None
     config = RunConfig.from_saved(saved, method, f"{run}/config.yaml").to_dict()
-    applied = []
+    applied: list[str] = []
     for section, values in merge(file_cfg, req.overrides, "options").items():
         for key, value in (values or {}).items() if isinstance(values, dict) else []:
             was = config.get(section, {}).get(key, "unset")
@@ -609,4 +638,5 @@ def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any
                                   f"change {allowed}; start a new run (--name) or pass --overwrite")
             config[section][key] = value
             applied.append(f"{section}.{key} {was!r} -> {value!r}")
-    return RunConfig.build(saved["preset"], config, method), applied
+    was = RunConfig.from_saved(saved, method, f"{run}/config.yaml")
+    return replace(RunConfig.build(saved["preset"], config, method), inputs=was.inputs), applied

@@ -14,6 +14,7 @@ from medref_cli.config import model_config, resolve
 from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
 from medref_cli.model.network import MedRefNet
+from medref_cli.workspace import file_sha256
 
 SHARED_QATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "qata-cov19"
 CARD = """---
@@ -59,7 +60,7 @@ def bundle(tmp_path_factory):
 def test_export_writes_half_weights_and_fills_the_card(bundle):
     net, folder = bundle
     card = bm.find("toy", folder)
-    assert card.fields["sha256"] == bm.file_sha256(card.weights)
+    assert card.fields["sha256"] == file_sha256(card.weights)
     assert card.fields["bytes"] == card.weights.stat().st_size
     assert card.path.read_text().rstrip().endswith("# toy")  # the prose is kept
     saved = checkpoint.load(card.weights)

@@ -8,6 +8,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from medref_cli.artifacts import load_audit, load_summary
@@ -133,6 +134,11 @@ def test_semi_train_and_pseudo_label(trained, cli):
     assert res.exit_code == 0, res.output
     mt = [json.loads(line) for line in (ws.runs / "mean-teacher-synth-25pct-s42" / "metrics.jsonl").read_text().splitlines()]
     assert mt[0]["w_u"] == 0.0 and mt[1]["w_u"] > 0 and "loss_itc_u" not in mt[1]  # burn-in skipped, no ITCL
+    from medref_cli.workspace import file_sha256
+
+    recorded = yaml.safe_load((ws.runs / "mean-teacher-synth-25pct-s42" / "config.yaml").read_text())
+    assert recorded["schema_version"] == 2 and recorded["inputs"]["init_run"] == "learn"  # config.yaml records --init
+    assert recorded["inputs"]["init_sha256"] == file_sha256(ws.runs / "learn" / "checkpoint_best.pt")
     res = cli("pseudo-label", "semi-medref-synth-25pct-s42", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     pl = run / "pseudo-labels-train_unlabeled"
@@ -145,6 +151,19 @@ def test_semi_train_and_pseudo_label(trained, cli):
               "--name", "self-train", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     assert "96 labelled" in (ws.runs / "self-train" / "log.txt").read_text()
+    inputs = yaml.safe_load((ws.runs / "self-train" / "config.yaml").read_text())["inputs"]
+    assert inputs["pseudo_labels"] == str(pl.resolve())
+    assert inputs["pseudo_labels_sha256"] == file_sha256(pl / "pseudo_labels.json")
+    # --resume goes on with the recorded set (not given again); a changed set is refused
+    res = cli("pretrain", "-d", "synth", "-l", "25%", "--epochs", "2", "--name", "self-train", "--resume",
+              "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    assert (ws.runs / "self-train" / "log.txt").read_text().count("96 labelled") == 2
+    meta_file = pl / "pseudo_labels.json"
+    meta_file.write_text(meta_file.read_text().replace('"entries"', '"entries" ', 1))
+    res = cli("pretrain", "-d", "synth", "-l", "25%", "--epochs", "3", "--name", "self-train", "--resume",
+              "--workdir", ws.root)
+    assert res.exit_code == 2 and "changed since run self-train started with it" in res.output
 
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):

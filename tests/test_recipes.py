@@ -2,6 +2,7 @@
 
 import math
 import zlib
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -461,3 +462,33 @@ def test_every_method_names_a_class_and_its_checkpoint_weights():
         assert issubclass(getattr(importlib.import_module(module), cls), Method), name
         assert spec.weights["evaluated"] == "model"
         assert ("teacher" in spec.weights) is (spec.stage == "semi-train")
+
+
+def test_config_yaml_is_versioned_and_a_newer_version_is_refused():
+    import yaml
+
+    from medref_cli.config import CONFIG_VERSION, RunConfig, RunInputs
+
+    cfg = resolve_config(_req(stage="semi-train", method="cutmix"), {})
+    replace_inputs = replace(cfg, inputs=RunInputs(pseudo_labels="/p", pseudo_labels_sha256="ab"))
+    saved = yaml.safe_load(replace_inputs.to_yaml())
+    assert saved["schema_version"] == CONFIG_VERSION == 2
+    assert RunConfig.from_saved(saved, "cutmix") == replace_inputs  # the inputs round-trip too
+    with pytest.raises(MedrefError, match=r"schema version 3 is not supported \(expected 2\)"):
+        RunConfig.from_saved({**saved, "schema_version": 3}, "cutmix")
+    with pytest.raises(MedrefError, match="inputs: unknown field"):
+        RunConfig.from_saved({**saved, "inputs": {"teacher_from": "x"}}, "cutmix")
+    v1 = {"preset": saved["preset"], "config": saved["config"]}  # version 1: no schema_version, no inputs
+    assert RunConfig.from_saved(v1, "cutmix") == cfg
+
+
+def test_the_official_recipe_changes_no_method_field():
+    """MethodConfig's defaults are the official values (its recipe says so); the official recipe is empty."""
+    from medref_cli.config import MethodConfig
+
+    assert RECIPES["official"]["method"] == {} and MethodConfig().recipe == "official"
+    from medref_cli.config import PRESETS
+
+    cfg = resolve_config(_req(stage="semi-train", method="semi-medref", overrides={"method": {"recipe": "official"}}),
+                         {})
+    assert cfg.method == replace(MethodConfig(), name="semi-medref", **PRESETS[cfg.preset].get("method", {}))

@@ -29,10 +29,10 @@ def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
             s.ctx.model.load_state_dict(init_state)
         method = build_method(s.ctx)
         data_l = items(s.manifest, s.folder, s.spec.train_labeled)
-        if pseudo_labels is not None:
-            extra = extra_labeled(pseudo_labels, s.manifest, s.folder, s.spec)
+        if s.pseudo_labels is not None:  # as given, or (--resume) as config.yaml records it
+            extra = extra_labeled(s.pseudo_labels, s.manifest, s.folder, s.spec)
             if not extra:
-                raise MedrefError(f"{pseudo_labels}: no pseudo-labels for this split's unlabelled images")
+                raise MedrefError(f"{s.pseudo_labels}: no pseudo-labels for this split's unlabelled images")
             data_l += extra
         data_u = None
         if method.uses_unlabeled:

@@ -7,11 +7,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medref_cli.config import RunConfig, TrainRequest, default_run_name, load_config_file, resolve_config, resume_config
+from medref_cli.config import (
+    RunConfig,
+    RunInputs,
+    TrainRequest,
+    default_run_name,
+    load_config_file,
+    resolve_config,
+    resume_config,
+)
 from medref_cli.errors import MedrefError
 from medref_cli.training.device import flush_denormals, pick_device
 from medref_cli.training.tb_log import check_logger
@@ -54,6 +62,7 @@ class TrainSetup:
     manifest: Any  # artifacts.DatasetManifest
     folder: Path  # the prepared dataset folder
     log_handler: logging.Handler | None = None  # rank 0: the run's log.txt
+    pseudo_labels: Path | None = None  # the `--pseudo-labels` set the run trains with (recorded in config.yaml)
 
     def __enter__(self) -> TrainSetup:
         return self
@@ -79,6 +88,7 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
         from medref_cli.pseudo_labels import checked_set
 
         checked_set(pseudo_labels, manifest)
+    inputs = _inputs(req, ws, pseudo_labels) if not req.resume else None
     rank, world, local_rank = init_distributed()
     run = ws.runs / check_name(req.name or default_run_name(req, dataset, _slug(req.labeled)), "run name")
     if rank == 0:
@@ -86,6 +96,7 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     applied: list[str] = []
     if req.resume:  # the run's own config and split copy
         config, info, applied = _resume(req, run, manifest, rank)
+        pseudo_labels = _resumed_pseudo_labels(run, config.inputs, pseudo_labels, manifest)
         spec = load_split(run / "split.json")
         check_trainable(spec, manifest, run / "split.json")
         try:
@@ -96,7 +107,8 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     else:
         # preflight: the whole config, the logger, the device, the text encoder, the encoder and its weights are
         # resolved and built before the split file or the run folder exists, so a typo leaves nothing behind
-        config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {})
+        config = replace(resolve_config(req, load_config_file(req.config_file) if req.config_file else {}),
+                         inputs=inputs)
         check_logger(config.train.logger)
         device, text, model = _model(config, req.device, world, local_rank)
         spec, split_file = _split(ws, dataset, req, rank, world)
@@ -109,7 +121,42 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     _log_model(config, model, text)
     ctx = RunContext(run=run, config=config, model=model, text=text,
                      device=device, info=info, rank=rank, world=world, progress=req.progress)
-    return TrainSetup(ctx, spec, manifest, folder, handler)
+    return TrainSetup(ctx, spec, manifest, folder, handler, pseudo_labels)
+
+
+def _inputs(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None) -> RunInputs:
+    """What a new run records of its `--init` run and `--pseudo-labels` set: where they are, and their hashes."""
+    from medref_cli.training.run_dir import resolve_run
+    from medref_cli.workspace import file_sha256
+
+    init_run = init_sha = pl = pl_sha = None
+    if req.init_from:
+        init_dir = resolve_run(req.init_from, ws.runs)
+        init_run, init_sha = init_dir.name, file_sha256(init_dir / "checkpoint_best.pt")
+    if pseudo_labels is not None:
+        pl, pl_sha = str(pseudo_labels.resolve()), file_sha256(pseudo_labels / "pseudo_labels.json")
+    return RunInputs(init_run, init_sha, pl, pl_sha)
+
+
+def _resumed_pseudo_labels(run: Path, inputs: RunInputs, given: Path | None, manifest) -> Path | None:  # noqa: ANN001
+    """The pseudo-label set a resumed run goes on with: the one its config.yaml records (given again or not),
+    unchanged since (its hash); another set, or one on a run that had none, is refused."""
+    from medref_cli.pseudo_labels import checked_set
+    from medref_cli.workspace import file_sha256
+
+    if inputs.pseudo_labels is None:
+        if given is not None:
+            raise MedrefError(f"{run}: --resume cannot add --pseudo-labels (the run started without them); start a "
+                              "new run (--name)")
+        return None
+    recorded = Path(inputs.pseudo_labels)
+    if given is not None and given.resolve() != recorded:
+        raise MedrefError(f"{run}: --resume cannot change --pseudo-labels ({recorded} -> {given.resolve()})")
+    checked_set(recorded, manifest)
+    if file_sha256(recorded / "pseudo_labels.json") != inputs.pseudo_labels_sha256:
+        raise MedrefError(f"{recorded / 'pseudo_labels.json'}: changed since run {run.name} started with it "
+                          "(sha256); --resume would train on other labels; start a new run")
+    return recorded
 
 
 def _slug(labeled: str) -> str:
