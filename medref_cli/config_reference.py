@@ -86,6 +86,7 @@ def render() -> str:
                   "|---|---|---|---|---|---|"]
         for f in fields(cls):
             kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            kind = re.sub(r"tuple\[(\w+), \.\.\.\]", r"list of \1", kind)  # frozen as a tuple, written as a YAML list
             lines.append(f"| `{f.name}` | {kind.replace('|', 'or')} | {_fmt(_default(f))} | {_set_by(section, f.name)} "
                          f"| {_check(f.name)} | {notes.get(f.name, '').replace('|', '/')} |")
         lines.append("")

@@ -492,3 +492,14 @@ def test_the_official_recipe_changes_no_method_field():
     cfg = resolve_config(_req(stage="semi-train", method="semi-medref", overrides={"method": {"recipe": "official"}}),
                          {})
     assert cfg.method == replace(MethodConfig(), name="semi-medref", **PRESETS[cfg.preset].get("method", {}))
+
+
+def test_config_sections_are_frozen_with_tuples():
+    from dataclasses import FrozenInstanceError
+
+    cfg = resolve_config(_req(stage="semi-train", method="semi-medref"), {})
+    for section in (cfg.model, cfg.train, cfg.method):
+        with pytest.raises(FrozenInstanceError):
+            section.seed = 1
+    assert cfg.model.encoder_widths == (32, 64, 128, 256) and isinstance(cfg.train.zoom, tuple)
+    assert cfg.to_dict()["model"]["encoder_widths"] == [32, 64, 128, 256]  # YAML-plain lists in config.yaml

@@ -6,6 +6,7 @@ smuggling a pickle payload is refused without running it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,11 @@ def build_model(ckpt: dict[str, Any], path: Path, text_encoder_override: str | N
 
     cfg = model_config(dict(ckpt["config"]["model"]), f"{path}: model")
     if text_encoder_override:
-        cfg.text_encoder = text_encoder_override
+        cfg = replace(cfg, text_encoder=text_encoder_override)
     text = text_encoder(cfg.text_encoder, cfg.max_tokens)
     if text.dim != ckpt["text_dim"]:
         raise MedrefError(f"{path}: trained with a {ckpt['text_dim']}-d text encoder, {cfg.text_encoder!r} gives {text.dim}")
-    cfg.encoder_pretrained = None  # the weights come from the checkpoint
+    cfg = replace(cfg, encoder_pretrained=None)  # the weights come from the checkpoint
     model = MedRefNet(cfg, text.dim)
     state = ckpt["model"]
     try:
