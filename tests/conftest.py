@@ -127,7 +127,9 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // workers))
+        threads = max(1, cores // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # and the subprocesses a test starts (CLI, torchrun, jobs)
 
 
 @pytest.fixture

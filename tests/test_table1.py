@@ -224,13 +224,14 @@ def test_one_cell_then_collect(pipeline, tmp_path, cli):
 @pytest.mark.slow
 def test_failed_job_is_reported(pipeline, tmp_path):
     pytest.importorskip("submitit")
-    cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
+    cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=3), Workspace.resolve(tmp_path / "w"))
     assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)
 
 
 @pytest.mark.slow
 def test_pipelines_ship_inside_the_wheel(tmp_path):
-    """`medref table1` reads the default matrices as package data, so a non-editable install has them."""
+    """`medref table1` reads the default matrices, `predict --model` the bundled models, as package data: a
+    non-editable install has them."""
     import subprocess
     import sys
     import zipfile
@@ -244,6 +245,8 @@ def test_pipelines_ship_inside_the_wheel(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("medref*.whl"))).namelist()
     assert {"medref_cli/pipelines/table1.yaml", "medref_cli/pipelines/semi-from-pretrain.yaml"} <= set(names)
+    bundled = {f"medref_cli/bundled/{p.name}" for p in (REPO / "medref_cli" / "bundled").glob("*.*")}
+    assert bundled <= set(names)  # the bundled models and their cards too
 
 
 def test_local_jobs_share_the_cores_out(monkeypatch):
