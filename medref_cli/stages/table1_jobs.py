@@ -69,7 +69,7 @@ def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cel
     threads = shared_threads(cfg.jobs) if cfg.launcher == "local" else None
     if threads:
         log.info("%d cells at a time, %d torch thread(s) each", max(1, cfg.jobs), threads)
-    pending, running = list(cells), []
+    pending, running, finished = list(cells), [], 0
     while pending or running:
         while pending and len(running) < max(1, cfg.jobs):
             cell = pending.pop(0)
@@ -88,5 +88,6 @@ def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cel
             summary = ws.runs / cell.run_name / "eval-test" / "summary.json"
             if cell.status != "failed" and summary.is_file():
                 cell.summary = load_summary(summary)
-            log.info("cell %s: %s", cell.run_name, cell.status)
+            finished += 1
+            log.info("cell %d/%d %s: %s (%.0f s)", finished, len(cells), cell.run_name, cell.status, cell.wall_s)
         time.sleep(0.5)
