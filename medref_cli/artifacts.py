@@ -206,7 +206,6 @@ class RunInfo:
     epochs_done: int = 0
     best_epoch: int | None = None
     best_val_dice: float | None = None
-    eval_model: str = "student"
     init_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = RUN_SCHEMA

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -69,8 +70,11 @@ def test_eval_model_comes_from_the_config_unless_the_option_says(cli, workdir, t
     assert cli(*base, "--name", "from-config").exit_code == 0
     assert cli(*base, "--name", "from-option", "--eval-model", "teacher").exit_code == 0
     runs = workdir / "runs"
-    assert json.loads((runs / "from-config" / "run.json").read_text())["eval_model"] == "student"
-    assert json.loads((runs / "from-option" / "run.json").read_text())["eval_model"] == "teacher"
+    for run, who in (("from-config", "student"), ("from-option", "teacher")):  # stored once: in the run's config
+        assert yaml.safe_load((runs / run / "config.yaml").read_text())["config"]["method"]["eval_model"] == who
+        assert "eval_model" not in json.loads((runs / run / "run.json").read_text())
+    assert cli("evaluate", "from-option", "--no-ablation", "--overlays", "0").exit_code == 0
+    assert json.loads((runs / "from-option" / "eval-test" / "summary.json").read_text())["eval_model"] == "teacher"
 
 
 def test_semi_train_refuses_a_pretrain_method(cli, workdir):

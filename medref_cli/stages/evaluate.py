@@ -147,7 +147,7 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, thres
         groups.setdefault(laterality(d["zones"]), []).append(k)
     summary = EvalSummary(
         run=tr.path.name, split=cfg.split, checkpoint=cfg.checkpoint, n_images=len(data),
-        model_image_size=tr.model.cfg.image_size, eval_model=tr.info.eval_model, side_gate=cfg.side_gate,
+        model_image_size=tr.model.cfg.image_size, eval_model=tr.eval_model, side_gate=cfg.side_gate,
         checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=threshold,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},

@@ -53,7 +53,7 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
         what = "unlabelled" if cfg.split == "train_unlabeled" else cfg.split
         raise MedrefError(f"{tr.path}: no {what} images in this run's split ({tr.info.split_file}, labelled share "
                           f"{tr.info.ratio}); nothing to pseudo-label")
-    used = "teacher" if predictor.weights == "teacher" else tr.info.eval_model  # the evaluated weights' owner
+    used = "teacher" if predictor.weights == "teacher" else tr.eval_model  # the evaluated weights' owner
     data = items(tr.manifest, tr.folder, list(getattr(tr.spec, cfg.split)), with_labels=False)
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"
     with staged_dir(out_dir, cfg.overwrite) as tmp:

@@ -374,8 +374,7 @@ def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:
 
 
 def _save_best(ctx: RunContext, method: Method, model: nn.Module, epoch: int, dice: float) -> None:
-    payload = {**_identity(ctx, method), **method.best_state(model), "epoch": epoch, "val_dice_global": dice,
-               "eval_model": ctx.info.eval_model}
+    payload = {**_identity(ctx, method), **method.best_state(model), "epoch": epoch, "val_dice_global": dice}
     checkpoint.save(ctx.run / "checkpoint_best.pt", payload)
 
 

@@ -252,7 +252,6 @@ def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: P
         stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
         split_file=split_file.name, ratio=req.labeled, seed=config.train.seed, preset=config.preset,
         text_encoder=config.model.text_encoder, init_from=req.init_from,
-        eval_model=config.method.eval_model if config.method else "student",
     )
     if rank == 0:
         info.save(run)

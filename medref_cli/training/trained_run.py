@@ -31,6 +31,12 @@ class TrainedRun:
         """The epoch whose weights the checkpoint holds."""
         return self.ckpt.get("epoch")
 
+    @property
+    def eval_model(self) -> str:
+        """Whose weights the run validated and evaluates: student | teacher (the config the checkpoint holds;
+        a pretrain run has no teacher)."""
+        return (self.ckpt.get("config", {}).get("method") or {}).get("eval_model", "student")
+
 
 def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
              with_dataset: bool = True) -> TrainedRun:
