@@ -154,10 +154,13 @@ def test_shipped_model_segments_real_qata_valid_images(cli, tmp_path):
     folder = SHARED_QATA / "images" / "valid"
     by_name = {p.name.lower(): p for p in (folder / "images").iterdir()}
     rows = [(by_name[n["image_path"].lower().removeprefix("mask_")], n["caption"]) for n in notes[::60][:24]]
+    (tmp_path / "in").mkdir()
+    for img, _ in rows:  # a table reads nothing outside its own folder
+        (tmp_path / "in" / img.name).write_bytes(img.read_bytes())
 
     def global_dice(captions: list[str], out: Path) -> float:
         table = tmp_path / f"{out.name}.csv"
-        lines = ["image,text"] + [f'{img},"{cap}"' for (img, _), cap in zip(rows, captions, strict=True)]
+        lines = ["image,text"] + [f'in/{img.name},"{cap}"' for (img, _), cap in zip(rows, captions, strict=True)]
         table.write_text("\n".join(lines) + "\n")
         res = cli("predict", "--model", card.name, "--input", table, "--out", out, "--overlays", "0",
                   "--workdir", tmp_path / "no-workspace")

@@ -20,12 +20,15 @@ def models(
     if not found:
         typer.echo("no bundled models")
         return
-    table = Table("name", "data", "labels", "test Dice (global / per-image)", "text encoder", "size")
+    table = Table()
+    table.add_column("name", no_wrap=True)  # what users type: never wrapped or cut
+    for header in ("trained on", "test Dice (global / per-image)", "text encoder", "size"):
+        table.add_column(header)
     for card in found:
         f = card.fields
         if check:
             verify(card)  # a mismatch is a one-line error naming the file
-        table.add_row(card.name, str(f["data"]), str(f["labels"]),
+        table.add_row(card.name, f"{f['data']}; {f['labels']}",
                       f"{f['test']['dice_global']:.4f} / {f['test']['dice_per_image']:.4f}", str(f["text_encoder"]),
                       f"{f['bytes'] / 1e6:.1f} MB")
     Console().print(table)
