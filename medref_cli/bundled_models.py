@@ -88,17 +88,13 @@ def verify(card: ModelCard) -> None:
 def open_model(name: str, device: str = "auto", folder: Path = BUNDLED_DIR):  # noqa: ANN201 - (model, text, device)
     """(MedRefNet in eval mode, its frozen text encoder, torch.device) of a bundled model, hash checked first."""
     from medref_cli.model import checkpoint
-    from medref_cli.training.device import flush_denormals, pick_device
+    from medref_cli.training.device import place
 
     card = find(name, folder)
     verify(card)
     ckpt = checkpoint.load(card.weights)
     model, text = checkpoint.build_model(ckpt, card.weights)
-    dev = pick_device(device)
-    flush_denormals()
-    model.to(dev)
-    text.to_device(dev)
-    return model, text, dev
+    return model, text, place(model, text, device)
 
 
 def export(run: Path, name: str, folder: Path = BUNDLED_DIR) -> Path:

@@ -126,8 +126,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers > 1:
         import torch
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores // workers)
+        from medref_cli.stages.table1_jobs import shared_threads
+
+        threads = shared_threads(workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)  # and the subprocesses a test starts (CLI, torchrun, jobs)
 

@@ -76,8 +76,6 @@ def predict(
     from medref_cli.workspace import Workspace
 
     ws = Workspace.resolve(workdir)
-    if (run is None) == (model is None):
-        raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
     if (image is None) == (input_ is None):
         raise MedrefError("predict: give one --image or an --input folder / table")
     if input_ is not None:

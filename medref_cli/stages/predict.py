@@ -100,17 +100,15 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def open_predictor(run: str | None, model: str | None, which: str, device: str, ws: Workspace):  # noqa: ANN201
-    """The Predictor of a trained run (`which` = best | latest) or of a bundled model; one of `run` / `model`."""
-    if (run is None) == (model is None):
+def _predictor(cfg: PredictConfig | BatchPredictConfig, ws: Workspace):  # noqa: ANN202 - a Predictor
+    """The Predictor of `cfg.run` (its `cfg.checkpoint`) or of the bundled `cfg.model`, at `cfg.threshold`."""
+    from medref_cli.training.predictor import from_bundled, open_predictor
+
+    if (cfg.run is None) == (cfg.model is None):
         raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
-    if model is not None:
-        from medref_cli.training.predictor import from_bundled
-
-        return from_bundled(model, device)
-    from medref_cli.training.predictor import open_predictor as from_run
-
-    return from_run(ws, run, which, device, with_dataset=False)[0]
+    predictor = (from_bundled(cfg.model, cfg.device) if cfg.model is not None
+                 else open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)[0])
+    return dataclasses.replace(predictor, threshold=cfg.threshold)
 
 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
@@ -129,8 +127,7 @@ def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
         raise MedrefError(f"--out {cfg.out} is a folder; --image writes one file (give a file name such as "
                           f"{cfg.out / 'mask.png'}, or use --input for a folder of results)")
     check_outputs([cfg.image], [cfg.out, cfg.overlay], cfg.overwrite)
-    predictor = open_predictor(cfg.run, cfg.model, cfg.checkpoint, cfg.device, ws)
-    predictor.threshold = cfg.threshold
+    predictor = _predictor(cfg, ws)
     written = []
     if is_nifti(cfg.image):
         import nibabel as nib
@@ -247,8 +244,7 @@ def run_batch(cfg: BatchPredictConfig, ws: Workspace) -> tuple[Path, int]:
     check_threshold(cfg.threshold)
     inputs = batch_inputs(cfg)
     check_outputs([cfg.input, *(path for _, path, _ in inputs)], [cfg.out], cfg.overwrite)
-    predictor = open_predictor(cfg.run, cfg.model, cfg.checkpoint, cfg.device, ws)
-    predictor.threshold = cfg.threshold
+    predictor = _predictor(cfg, ws)
     show = set(np.linspace(0, len(inputs) - 1, min(cfg.overlays, len(inputs))).round().astype(int).tolist()) \
         if cfg.overlays else set()
     rows = []

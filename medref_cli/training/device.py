@@ -15,6 +15,16 @@ def pick_device(name: str):  # noqa: ANN201 - torch.device
     return torch.device(name)
 
 
+def place(model, text, name: str):  # noqa: ANN001, ANN201 - (MedRefNet, FrozenTextEncoder) -> torch.device
+    """Move a model and its text encoder to device `name` (`--device`), in the float mode inference runs in;
+    returns the torch.device."""
+    dev = pick_device(name)
+    flush_denormals()
+    model.to(dev)
+    text.to_device(dev)
+    return dev
+
+
 def flush_denormals() -> None:
     """Compute float32 values below 1.2e-38 (denormals) as zero on the CPU, for the whole process.
 

@@ -44,7 +44,7 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
     prepared dataset is loaded and must be the version the run was trained on."""
     from medref_cli.artifacts import load_dataset, load_run, load_split
     from medref_cli.model import checkpoint
-    from medref_cli.training.device import flush_denormals, pick_device
+    from medref_cli.training.device import place
     from medref_cli.training.run_dir import resolve_run
 
     if which not in ("best", "latest"):
@@ -64,8 +64,5 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
         log.warning("%s is still training (process %d): using %s of epoch %s as it is now; a later call may "
                     "use other weights", path.name, training_pid, ckpt_path.name, ckpt.get("epoch"))
     model, text = checkpoint.build_model(ckpt, ckpt_path)
-    dev = pick_device(device)
-    flush_denormals()
-    model.to(dev)
-    text.to_device(dev)
+    dev = place(model, text, device)
     return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev, training_pid is not None)
