@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medref_cli.artifacts import load_run, load_summary
+from medref_cli.config import load_run_config
 from medref_cli.plots import line_plot
 from medref_cli.stages.table1_render import _mean_std as mean_std  # (mean, sample std, n), as table1's cells
 from medref_cli.training.run_dir import read_metrics
@@ -42,14 +43,14 @@ def run_figures(run: Path) -> RunFigures:
     if not summary_path.is_file():
         summary_path = run / "eval-test-summary.json"
     s = load_summary(summary_path)
-    info = load_run(run)
+    status, seed = load_run(run), load_run_config(run).seed
     rows = read_metrics(run)
     lat = s.per_laterality
     one = [lat[k] for k in ("left", "right") if k in lat]
     n = sum(x["n"] for x in one)
     one_lung = sum(x["n"] * x["global"]["dice"] for x in one) / n if n else float("nan")
-    return RunFigures(info.seed, s.global_dice, s.protocols["per_image"]["dice"], one_lung,
-                      rows[-1]["elapsed_s"] / 60 if rows else float("nan"), info.epochs_done)
+    return RunFigures(seed, s.global_dice, s.protocols["per_image"]["dice"], one_lung,
+                      rows[-1]["elapsed_s"] / 60 if rows else float("nan"), status.epochs_done)
 
 
 def paired_gap(runs: list[RunFigures], base: list[RunFigures]) -> tuple[float, float, int] | None:

@@ -2,19 +2,22 @@
 
 - `datasets/<name>/dataset.json`: `DatasetManifest` (`medref prepare`)
 - `splits/<dataset>-<ratio>-s<seed>.json`: `SplitSpec` (`medref split`)
-- `runs/<run>/run.json`: `RunInfo` (`pretrain` / `semi-train`)
+- `runs/<run>/run.json`: `RunStatus`, how far the run got (`pretrain` / `semi-train`); what the run *is* (method,
+  data, seed, config, inputs) is its `config.yaml`, `config.RunConfig` (`config.load_run_config`)
 - `runs/<run>/eval-<split>/summary.json`: `EvalSummary`, and `per_case.csv` with `PER_CASE_HEADER` (`evaluate`)
 - `runs/<run>/pseudo-labels-<split>/pseudo_labels.json` and `audit.json`: `PseudoLabelSet`, `PseudoLabelAudit`
   (`pseudo-label`)
 
-Each is JSON with a `schema_version` (a file written before the field existed reads as version 1). One rule for
-all: `load_artifact` names the command that produces a missing file, refuses another version, and names a
-malformed file; fields it does not know are ignored (a newer writer's additions).
+Each is JSON (config.yaml: YAML) with a `schema_version` (a file written before the field existed reads as
+version 1). One rule for all: `load_artifact` names the command that produces a missing file, brings an older
+version up through the artifact's explicit migrations (one function per version step), refuses a newer one, and
+names a malformed file; fields it does not know are ignored (a newer writer's additions).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,28 +27,64 @@ from medref_cli.workspace import Workspace, read_json, write_json_atomic
 
 DATASET_SCHEMA = 1
 SPLIT_SCHEMA = 1
-RUN_SCHEMA = 1
+RUN_SCHEMA = 2  # 1 also held the run's identity, now in config.yaml (`migrate_run_v1`)
 EVAL_SCHEMA = 1
 AUDIT_SCHEMA = 1
 PSEUDO_SCHEMA = 1
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def load_artifact(cls: type, path: Path, version: int, producer: str) -> Any:
-    """`path` read as the dataclass `cls`: a missing file names `producer`, another `schema_version` is refused,
-    a malformed file is named; unknown fields are ignored."""
-    data = read_json(path, producer)
+Migrations = dict[int, Callable[[dict[str, Any], Path], dict[str, Any]]]
+
+
+def read_artifact(path: Path, producer: str) -> dict[str, Any]:
+    """The mapping in a JSON artifact, or in a YAML one (`.yaml`, read with `yaml.safe_load`)."""
+    if path.suffix != ".yaml":
+        data = read_json(path, producer)
+    else:
+        import yaml
+
+        if not path.is_file():
+            raise MedrefError(f"{path}: not found; run `{producer}` first")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise MedrefError(f"{path}: expected a JSON object")
+        raise MedrefError(f"{path}: malformed (expected a mapping at the top level)")
+    return data
+
+
+def migrate(data: dict[str, Any], path: Path, version: int, migrations: Migrations | None, producer: str) \
+        -> dict[str, Any]:
+    """`data` brought to `version`: `migrations[v]` turns version v into v + 1, applied in turn; a version with no
+    way up, or a newer one, is refused."""
+    data = dict(data)
     data.setdefault("schema_version", 1)
+    found = data["schema_version"]
+    while isinstance(data["schema_version"], int) and data["schema_version"] < version \
+            and data["schema_version"] in (migrations or {}):
+        step = data["schema_version"]
+        data = {**migrations[step](data, path), "schema_version": step + 1}
     if data["schema_version"] != version:
-        raise MedrefError(f"{path}: schema version {data['schema_version']!r} is not supported (expected {version}); "
-                          f"re-run `{producer}`")
-    known = {f.name for f in fields(cls)}
+        newer = isinstance(found, int) and found > version
+        raise MedrefError(f"{path}: schema version {found!r} is not supported (expected {version}); "
+                          + ("a newer medref wrote it; " if newer else "") + f"re-run `{producer}`")
+    return data
+
+
+def load_artifact(cls: type, path: Path, version: int, producer: str, migrations: Migrations | None = None) -> Any:
+    """`path` read as `cls`: a missing file names `producer`, an older `schema_version` is migrated (`migrate`),
+    another is refused, a malformed file is named. A dataclass is built from the fields it knows (unknown ones
+    are ignored); a class with a `from_dict(data, where)` builds itself."""
     try:
+        data = migrate(read_artifact(path, producer), path, version, migrations, producer)
+        if hasattr(cls, "from_dict"):
+            return cls.from_dict(data, str(path))
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-    except (TypeError, KeyError, ValueError) as exc:
-        raise MedrefError(f"{path}: malformed ({exc})") from None
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise MedrefError(f"{path}: malformed ({exc.__class__.__name__}: {exc})") from None
 
 
 @dataclass
@@ -191,32 +230,36 @@ def load_split(path: Path) -> SplitSpec:
     return spec
 
 
+# run.json of version 1 also held these fields; config.yaml holds the run's identity since (`config.migrate_config_v2`)
+RUN_IDENTITY_V1 = ("stage", "method", "dataset", "dataset_hash", "split_file", "ratio", "seed", "preset",
+                   "text_encoder", "init_from", "eval_model")
+
+
 @dataclass
-class RunInfo:
-    stage: str  # pretrain | semi-train
-    method: str
-    dataset: str
-    dataset_hash: str
-    split_file: str
-    ratio: str
-    seed: int
-    preset: str
-    text_encoder: str
+class RunStatus:
+    """`<run>/run.json`: how far the run got, rewritten at every epoch. What the run is lives in its config.yaml
+    (`config.RunConfig`), written once before training starts."""
+
     status: str = "running"  # running | finished | stopped-early | budget-reached | failed
     epochs_done: int = 0
     best_epoch: int | None = None
     best_val_dice: float | None = None
-    init_from: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = RUN_SCHEMA
 
     def save(self, run: Path) -> None:
         write_json_atomic(run / "run.json", asdict(self))
 
 
-def load_run(run: Path) -> RunInfo:
-    """`<run>/run.json`, checked."""
-    return load_artifact(RunInfo, run / "run.json", RUN_SCHEMA, "medref pretrain` or `medref semi-train")
+def migrate_run_v1(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """run.json 1 -> 2: the identity fields leave (config.yaml holds them; `config.migrate_config_v2` copied them
+    there before a version-1 run.json is ever rewritten)."""
+    return {k: v for k, v in data.items() if k not in (*RUN_IDENTITY_V1, "extra")}
+
+
+def load_run(run: Path) -> RunStatus:
+    """`<run>/run.json`, checked (version 1 migrated)."""
+    return load_artifact(RunStatus, run / "run.json", RUN_SCHEMA, "medref pretrain` or `medref semi-train",
+                         {1: migrate_run_v1})
 
 
 # A "protocols" block is `{"global": {"dice", "iou"}, "per_image": {"dice", "iou"}}` in [0, 1]

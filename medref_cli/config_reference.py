@@ -15,7 +15,8 @@ from medref_cli import config as c
 
 SECTIONS = (("model", c.ModelConfig, "the network (image and text encoders, decoder, ITCL heads)"),
             ("train", c.TrainConfig, "optimisation, schedule, early stopping, data loading"),
-            ("method", c.MethodConfig, "semi-train only: the teacher-student method, its parts and recipe"))
+            ("method", c.MethodConfig, "the method: `supervised` (pretrain) uses its loss; the teacher-student methods "
+             "(semi-train) their parts, recipe and schedules"))
 EXTRA_CHECKS = {  # checks made outside RANGES, by the section builders
     "recipe": f"one of {', '.join(c.RECIPES)}", "eval_model": "student or teacher",
     "sup_loss": f"one of {', '.join(c.SUP_LOSSES)}", "unsup_loss": f"one of {', '.join(c.UNSUP_LOSSES)}",
@@ -75,7 +76,10 @@ def render() -> str:
              f"`{c.DEFAULT_PRESET}`), for `semi-train` the recipe (`--recipe`, default `{c.DEFAULT_RECIPE}`), the "
              "`--config FILE.yaml` file (sections `model:`, `train:`, `method:`), the command-line options, "
              "`--init`'s model, and last the fields a method fixes (`METHODS` in `config.py`). The run's "
-             "`config.yaml` holds the result, every field. Every value is checked (type, finite, range) before "
+             "`config.yaml` holds the result, every field, with the run's `data` (dataset and its hash, labelled "
+             "share, split file) and `inputs` (`--init`, `--pseudo-labels`, with their hashes): the run's spec, "
+             f"`schema_version: {c.CONFIG_VERSION}`; `run.json` holds only its status. Every value is checked (type, "
+             "finite, range) before "
              "any folder is written; an unknown section or field is refused.", "",
              f"`--resume` may change only: {', '.join(f'`{a}.{b}`' for a, b in sorted(c.RESUMABLE))}.", ""]
     for section, cls, what in SECTIONS:

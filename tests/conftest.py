@@ -28,17 +28,33 @@ def counts_for(dice: np.ndarray, truth: int = 1_000_000) -> np.ndarray:
     return np.stack([tp, np.zeros_like(tp), truth - tp], axis=-1)
 
 
+def write_run_record(run: Path, method: str, seed: int, preset: str = "cpu", ratio: str = "2%",
+                     epochs_done: int = 0) -> None:
+    """A run's config.yaml (its spec: `method`, `seed`, `preset`, `ratio` of dataset "qata") and run.json, as
+    training writes them, without training."""
+    from dataclasses import replace
+
+    from medref_cli.artifacts import RunStatus
+    from medref_cli.config import METHODS, RunData, TrainRequest, resolve_config
+
+    req = TrainRequest(stage=METHODS[method].stage, method=method, labeled=ratio, seed=seed, preset=preset)
+    data = RunData("qata", "h" * 64, ratio, f"qata-{ratio.rstrip('%')}pct-s{seed}.json")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_bytes(replace(resolve_config(req, {}), data=data).to_yaml())
+    RunStatus("finished", epochs_done).save(run)
+
+
 def fake_run(root: Path, name: str, seed: int, dice, method: str = "cutmix", ids: list[str] | None = None) -> Path:
-    """`<root>/runs/<name>/` with a run.json and an `eval-test/per_case.csv` of these per-image Dice scores (no
-    model): what `medref compare` and table1's comparisons read."""
+    """`<root>/runs/<name>/` with a config.yaml, a run.json and an `eval-test/per_case.csv` of these per-image Dice
+    scores (no model): what `medref compare` and table1's comparisons read."""
     import csv
 
-    from medref_cli.artifacts import PER_CASE_HEADER, RunInfo
+    from medref_cli.artifacts import PER_CASE_HEADER
     from medref_cli.stages.compare import per_image_dice
 
     run = root / "runs" / name
     (run / "eval-test").mkdir(parents=True)
-    RunInfo("semi-train", method, "qata", "h" * 64, "qata-2pct-s0.json", "2%", seed, "cpu", "minilm").save(run)
+    write_run_record(run, method, seed)
     c = counts_for(np.asarray(dice))
     ids = ids or [f"img{k:04d}" for k in range(len(dice))]
     with (run / "eval-test" / "per_case.csv").open("w", newline="") as fh:

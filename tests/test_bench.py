@@ -23,11 +23,12 @@ def _fake_run(root, name, seed, dice, minutes):
     """A run folder with what `bench.ssl_study` reads: run.json, metrics.jsonl, eval-test/summary.json."""
     import json
 
-    from medref_cli.artifacts import EvalSummary, RunInfo
+    from conftest import write_run_record
+    from medref_cli.artifacts import EvalSummary
 
     run = root / name
     (run / "eval-test").mkdir(parents=True)
-    RunInfo("semi-train", "m", "d", "h", "d-5pct.json", "5%", seed, "tiny", "minilm", epochs_done=10).save(run)
+    write_run_record(run, "cutmix", seed, "tiny", "5%", epochs_done=10)
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 9, "elapsed_s": 60 * minutes}) + "\n")
     lat = {"left": {"n": 1, "global": {"dice": dice - 0.2}}, "right": {"n": 3, "global": {"dice": dice - 0.1}}}
     protocols = {"global": {"dice": dice, "iou": dice / 2}, "per_image": {"dice": dice - 0.05, "iou": 0.1}}

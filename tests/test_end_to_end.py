@@ -137,7 +137,7 @@ def test_semi_train_and_pseudo_label(trained, cli):
     from medref_cli.workspace import file_sha256
 
     recorded = yaml.safe_load((ws.runs / "mean-teacher-synth-25pct-s42" / "config.yaml").read_text())
-    assert recorded["schema_version"] == 2 and recorded["inputs"]["init_run"] == "learn"  # config.yaml records --init
+    assert recorded["schema_version"] == 3 and recorded["inputs"]["init_run"] == "learn"  # config.yaml records --init
     assert recorded["inputs"]["init_sha256"] == file_sha256(ws.runs / "learn" / "checkpoint_best.pt")
     res = cli("pseudo-label", "semi-medref-synth-25pct-s42", "--workdir", ws.root)
     assert res.exit_code == 0, res.output

@@ -67,7 +67,7 @@ def test_config_yaml_reloads_to_the_identical_run_config(stage, method, recipe):
     overrides = {"method": {"recipe": recipe}} if recipe else {}
     cfg = resolve_config(_req(stage=stage, method=method, overrides=overrides), {})
     saved = yaml.safe_load(cfg.to_yaml())
-    assert RunConfig.from_saved(saved, method if stage == "semi-train" else None) == cfg
+    assert RunConfig.from_dict(saved) == cfg and cfg.stage == stage and cfg.method.name == method
     if stage == "semi-train":
         assert saved["config"]["method"]["name"] == method and "pseudo_thresh" in saved["config"]["method"]
         assert saved["config"]["method"]["cutmix"] is (method == "cutmix" or (method == "semi-medref"
@@ -75,14 +75,32 @@ def test_config_yaml_reloads_to_the_identical_run_config(stage, method, recipe):
         assert all(saved["config"]["method"][k] == v for k, v in METHODS[method].fixed.items())
 
 
-def test_a_config_yaml_from_before_the_whole_config_was_saved_reads_as_it_ran():
+def _old_run(run, config: dict, method: str = "semi-medref", stage: str = "semi-train", version: int | None = None):
+    """A run folder as medref wrote it before config.yaml 3: the identity in a version-1 run.json."""
+    import json
+
+    import yaml
+
+    run.mkdir(parents=True, exist_ok=True)
+    saved = {"preset": "cpu", "config": config} if version is None else \
+        {"schema_version": version, "preset": "cpu", "inputs": {}, "config": config}
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "run.json").write_text(json.dumps({
+        "stage": stage, "method": method, "dataset": "qata", "dataset_hash": "h" * 64, "split_file": "qata-5pct-s7.json",
+        "ratio": "5%", "seed": 7, "preset": "cpu", "text_encoder": "minilm", "status": "finished", "epochs_done": 3,
+        "best_epoch": 2, "best_val_dice": 0.5, "init_from": "pre", "extra": {}}))
+    return run
+
+
+def test_a_config_yaml_from_before_the_whole_config_was_saved_reads_as_it_ran(tmp_path):
     """Older config.yaml files hold the preset's and the recipe's method fields only; the rest were the
     defaults of their time (DiceCE, masked BCE-Dice, 0.5 without T-PatchMix)."""
-    from medref_cli.config import RunConfig
+    from medref_cli.config import load_run_config
 
-    old = {"preset": "cpu", "config": {**RunConfig.build("cpu", resolve("cpu"), None).to_dict(),
-                                       "method": {"recipe": "medref", "side_gate": True}}}
-    method = RunConfig.from_saved(old, "semi-medref").method
+    base = resolve_config(_req(stage="pretrain", method="supervised"), {}).to_dict()
+    run = _old_run(tmp_path / "r", {"model": base["model"], "train": base["train"],
+                                    "method": {"recipe": "medref", "side_gate": True}})
+    method = load_run_config(run).method
     assert (method.sup_loss, method.unsup_loss, method.pseudo_thresh_no_mix) == ("dice_ce", "masked_bce_dice", 0.5)
     assert method.side_gate and not method.cutmix
 
@@ -98,9 +116,14 @@ def test_the_generic_baselines_take_no_training_signal_from_the_report(method):
     assert resolve_config(_req(stage="semi-train", method="semi-medref"), {}).method.side_gate
 
 
-def test_pretrain_takes_no_recipe():
+def test_pretrain_takes_no_recipe_and_its_method_config_holds_its_loss():
     cfg = resolve_config(_req(stage="pretrain", method="supervised"), {})
-    assert cfg.method is None and "method" not in cfg.to_dict() and cfg.train.anneal_factor == 1.0
+    assert cfg.method.name == "supervised" and cfg.method.recipe is None and cfg.train.anneal_factor == 1.0
+    assert cfg.method.sup_loss == "dice_ce" and not (cfg.method.t_patchmix or cfg.method.itcl)
+    dice = resolve_config(_req(stage="pretrain", method="supervised"), {"method": {"sup_loss": "dice"}})
+    assert dice.method.sup_loss == "dice"  # a default the user may change
+    fixed = resolve_config(_req(stage="pretrain", method="supervised"), {"method": {"recipe": "medref"}})
+    assert fixed.method.recipe is None and fixed.train.anneal_factor == 1.0  # no recipe layer for pretrain
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -464,22 +487,47 @@ def test_every_method_names_a_class_and_its_checkpoint_weights():
         assert ("teacher" in spec.weights) is (spec.stage == "semi-train")
 
 
-def test_config_yaml_is_versioned_and_a_newer_version_is_refused():
+def test_config_yaml_is_the_versioned_run_spec_and_a_newer_version_is_refused(tmp_path):
     import yaml
 
-    from medref_cli.config import CONFIG_VERSION, RunConfig, RunInputs
+    from medref_cli.artifacts import load_run
+    from medref_cli.config import CONFIG_VERSION, RunData, RunInputs, load_run_config
 
     cfg = resolve_config(_req(stage="semi-train", method="cutmix"), {})
-    replace_inputs = replace(cfg, inputs=RunInputs(pseudo_labels="/p", pseudo_labels_sha256="ab"))
-    saved = yaml.safe_load(replace_inputs.to_yaml())
-    assert saved["schema_version"] == CONFIG_VERSION == 2
-    assert RunConfig.from_saved(saved, "cutmix") == replace_inputs  # the inputs round-trip too
-    with pytest.raises(MedrefError, match=r"schema version 3 is not supported \(expected 2\)"):
-        RunConfig.from_saved({**saved, "schema_version": 3}, "cutmix")
-    with pytest.raises(MedrefError, match="inputs: unknown field"):
-        RunConfig.from_saved({**saved, "inputs": {"teacher_from": "x"}}, "cutmix")
-    v1 = {"preset": saved["preset"], "config": saved["config"]}  # version 1: no schema_version, no inputs
-    assert RunConfig.from_saved(v1, "cutmix") == cfg
+    spec = replace(cfg, inputs=RunInputs(pseudo_labels="/p", pseudo_labels_sha256="ab"),
+                   data=RunData("qata", "h" * 64, "5%", "qata-5pct-s7.json"))
+    run = tmp_path / "new"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(spec.to_yaml())
+    saved = yaml.safe_load(spec.to_yaml())
+    assert saved["schema_version"] == CONFIG_VERSION == 3
+    assert load_run_config(run) == spec  # data and inputs round-trip too
+    for bad, message in (({**saved, "schema_version": 4}, r"schema version 4 is not supported \(expected 3\); a newer"),
+                         ({**saved, "inputs": {"teacher_from": "x"}}, "inputs: unknown field"),
+                         ({**saved, "data": {"labels": "x"}}, "data: unknown field"),
+                         ({**saved, "config": "x"}, "malformed")):
+        (run / "config.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(MedrefError, match=message):
+            load_run_config(run)
+    # versions 1 and 2 held no identity: it came from a version-1 run.json beside them, which reads as a status
+    for version in (None, 2):
+        old = _old_run(tmp_path / f"v{version}", saved["config"], method="cutmix", version=version)
+        was = load_run_config(old)
+        assert was == replace(cfg, data=RunData("qata", "h" * 64, "5%", "qata-5pct-s7.json"),
+                              inputs=RunInputs(init_run="pre"))
+        assert was.stage == "semi-train" and load_run(old).epochs_done == 3
+        (old / "run.json").write_text('{"schema_version": 2, "status": "finished"}')  # the identity is gone
+        with pytest.raises(MedrefError, match="needs the version-1 run.json beside it"):
+            load_run_config(old)
+
+
+def test_an_old_pretrain_config_yaml_gets_the_supervised_method_it_ran(tmp_path):
+    from medref_cli.config import load_run_config
+
+    base = resolve_config(_req(stage="pretrain", method="supervised"), {}).to_dict()
+    run = _old_run(tmp_path / "p", {"model": base["model"], "train": base["train"]}, "supervised", "pretrain")
+    cfg = load_run_config(run)
+    assert cfg.stage == "pretrain" and cfg.method.name == "supervised" and cfg.method.sup_loss == "dice_ce"
 
 
 def test_the_official_recipe_changes_no_method_field():

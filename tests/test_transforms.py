@@ -78,11 +78,18 @@ def test_recipes_pick_the_strong_view_and_the_unlabelled_data_uses_it(recipe, vi
     assert (RandZWindowd in kinds) == (view == "window") and (RandBrightnessContrastd in kinds) == (view == "jitter")
 
 
-def test_a_saved_config_without_strong_view_keeps_the_jitter_view():
-    from medref_cli.config import RunConfig, TrainRequest, resolve_config
+def test_a_saved_config_without_strong_view_keeps_the_jitter_view(tmp_path):
+    import json
+
+    import yaml
+
+    from medref_cli.config import TrainRequest, load_run_config, resolve_config
 
     req = TrainRequest(stage="semi-train", method="semi-medref", labeled="5%", preset="cpu",
                        overrides={"method": {"recipe": "official"}})
-    saved = {"preset": "cpu", "config": resolve_config(req, {}).to_dict()}
+    saved = {"preset": "cpu", "config": resolve_config(req, {}).to_dict()}  # version 1
     del saved["config"]["method"]["strong_view"]
-    assert RunConfig.from_saved(saved, "semi-medref").method.strong_view == "jitter"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    (tmp_path / "run.json").write_text(json.dumps({"stage": "semi-train", "method": "semi-medref", "dataset": "d",
+                                                   "dataset_hash": "h", "split_file": "s", "ratio": "5%"}))
+    assert load_run_config(tmp_path).method.strong_view == "jitter"

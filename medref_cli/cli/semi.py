@@ -74,8 +74,8 @@ def semi_train(
                        preset=preset, config_file=config, overrides=ov, name=name, resume=resume,
                        overwrite=overwrite, progress=progress_enabled(not no_progress), device=device,
                        init_from=init)
-    info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
-    report(info, run)
+    status, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
+    report(f"semi-train {method}", status, run)
 
 
 def pseudo_label(

@@ -52,10 +52,10 @@ def overrides(epochs: int | None, max_minutes: float | None, text_encoder: str |
     return out
 
 
-def report(info, run: Path) -> None:  # noqa: ANN001 - RunInfo
-    best = f"{info.best_val_dice:.4f}" if info.best_val_dice is not None else "n/a"
-    typer.echo(f"{info.stage} {info.method}: {info.status} after {info.epochs_done} epochs; "
-               f"best val Dice (global) {best} at epoch {info.best_epoch} -> {run}")
+def report(what: str, status, run: Path) -> None:  # noqa: ANN001 - RunStatus
+    best = f"{status.best_val_dice:.4f}" if status.best_val_dice is not None else "n/a"
+    typer.echo(f"{what}: {status.status} after {status.epochs_done} epochs; "
+               f"best val Dice (global) {best} at epoch {status.best_epoch} -> {run}")
 
 
 def pretrain(
@@ -88,5 +88,5 @@ def pretrain(
     req = TrainRequest(stage="pretrain", method="supervised", labeled=labeled, dataset=dataset, seed=seed,
                        preset=preset, config_file=config, overrides=ov, name=name, resume=resume,
                        overwrite=overwrite, progress=progress_enabled(not no_progress), device=device)
-    info, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
-    report(info, run)
+    status, run = stage.run(req, Workspace.resolve(workdir), pseudo_labels)
+    report("pretrain supervised", status, run)

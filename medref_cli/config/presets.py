@@ -80,7 +80,9 @@ _SUPERVISED = "medref_cli.training.method:Supervised"
 _TEACHER_STUDENT = "medref_cli.semi.methods:TeacherStudent"
 _WITH_TEACHER = {"evaluated": "model", "teacher": "teacher"}
 METHODS: dict[str, MethodSpec] = {
-    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _SUPERVISED, _NO_PARTS),
+    # no recipe (`recipe: null`): the recipes are semi-train layers; its loss is `sup_loss`, DiceCE by default
+    "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _SUPERVISED,
+                             {**_NO_PARTS, "recipe": None, "eval_model": "student"}, {"sup_loss": "dice_ce"}),
     "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing, no side gate",
                                "semi-train", _TEACHER_STUDENT, _NO_PARTS, weights=_WITH_TEACHER),
     "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept, no side gate",

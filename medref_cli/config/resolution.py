@@ -132,7 +132,8 @@ def default_run_name(req: TrainRequest, dataset: str, slug: str) -> str:
     return "-".join([head, *(f"no-{p}" for p in off), dataset, slug, f"s{req.new_run_seed}"])
 
 
-CONFIG_VERSION = 2  # config.yaml: 1 had no `schema_version` and no `inputs`; `RunConfig.from_saved` migrates it
+CONFIG_VERSION = 3  # config.yaml; older versions come up through CONFIG_MIGRATIONS
+RUN_PRODUCER = "medref pretrain` or `medref semi-train"
 
 
 @dataclass(frozen=True)
@@ -148,59 +149,82 @@ class RunInputs:
 
 
 @dataclass(frozen=True)
+class RunData:
+    """What a run trains on: the prepared dataset (name and the hash of its manifest), the labelled share as asked
+    (`--labeled`) and the split file it drew (`splits/<file>`, copied to `<run>/split.json`)."""
+
+    dataset: str = ""
+    dataset_hash: str = ""
+    ratio: str = ""
+    split_file: str = ""
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a run is configured with, after every layer (preset, recipe, `--config` file, command-line
-    options, `--init`, the method's own fields): what `config.yaml` and each checkpoint hold (`to_dict`), and
-    what loading them gives back, equal field for field (`from_saved`). `method` is None for `pretrain`."""
+    """A run's spec: everything it is, written once to `config.yaml` before training starts (only what `--resume`
+    may change is rewritten later): the preset and every config section after every layer (preset, recipe,
+    `--config` file, command-line options, `--init`, the method's own fields), the data and the inputs. The
+    method (`method.name`; `supervised` for `pretrain`) gives the stage, `train.seed` the seed. `to_dict` is what
+    each checkpoint holds of it; loading gives back an equal object (`from_dict`, `load_run_config`). run.json
+    only says how far the run got (`artifacts.RunStatus`)."""
 
     preset: str
     model: ModelConfig
     train: TrainConfig
-    method: MethodConfig | None = None
+    method: MethodConfig
+    data: RunData = field(default_factory=RunData)
     inputs: RunInputs = field(default_factory=RunInputs)
 
+    @property
+    def stage(self) -> str:
+        """pretrain | semi-train: the method's (`METHODS`)."""
+        return METHODS[self.method.name].stage
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
     def to_dict(self) -> dict[str, Any]:
-        """`{"model": {...}, "train": {...}[, "method": {...}]}`, plain YAML / JSON values, every field."""
-        out = {"model": asdict(self.model), "train": asdict(self.train)}
-        if self.method is not None:
-            out["method"] = asdict(self.method)
+        """`{"model": {...}, "train": {...}, "method": {...}}`, plain YAML / JSON values, every field."""
+        out = {"model": asdict(self.model), "train": asdict(self.train), "method": asdict(self.method)}
         return {name: {k: plain_value(v) for k, v in section.items()} for name, section in out.items()}
 
     def to_yaml(self) -> bytes:
-        """`config.yaml` of a run: the preset and the whole config."""
+        """`config.yaml` of a run: the spec, current version."""
         import yaml
 
-        return yaml.safe_dump({"schema_version": CONFIG_VERSION, "preset": self.preset, "inputs": asdict(self.inputs),
-                               "config": self.to_dict()}, sort_keys=False).encode()
+        return yaml.safe_dump({"schema_version": CONFIG_VERSION, "preset": self.preset, "data": asdict(self.data),
+                               "inputs": asdict(self.inputs), "config": self.to_dict()}, sort_keys=False).encode()
 
     @classmethod
-    def build(cls, preset: str, config: dict[str, Any], method: str | None, where: str = "config") -> RunConfig:
-        """From a config dict (`to_dict`'s form), checked; `method` names the semi-train method (None: pretrain)."""
+    def build(cls, preset: str, config: dict[str, Any], method: str, where: str = "config") -> RunConfig:
+        """From a config dict (`to_dict`'s form), checked; `method` names the method (`supervised` for pretrain)."""
         values = copy.deepcopy(config)
         return cls(preset, model_config(values["model"], f"{where}: model"),
                    train_config(values["train"], f"{where}: train"),
-                   method_config(dict(values.get("method") or {}, name=method), f"{where}: method")
-                   if method is not None else None)
+                   method_config(dict(values.get("method") or {}, name=method), f"{where}: method"))
 
     @classmethod
-    def from_saved(cls, saved: dict[str, Any], method: str | None, where: str = "config.yaml") -> RunConfig:
-        """A run's `config.yaml` content, of any version (`CONFIG_VERSION`). Version 1 (no `schema_version`)
-        records no inputs; one written before the whole config was saved (a method block without `name`, holding
-        only the preset's and the recipe's fields) is completed with the defaults of its time, and one written
-        before `strong_view` existed ran the jitter view."""
-        version = saved.get("schema_version", 1)
-        if version not in (1, CONFIG_VERSION):
-            raise MedrefError(f"{where}: schema version {version!r} is not supported (expected {CONFIG_VERSION}); "
-                              "a newer medref wrote it")
-        config = copy.deepcopy(saved["config"])
-        block = config.get("method")
-        if version == 1 and method is not None and isinstance(block, dict):  # fields it may lack: their old values
-            config["method"] = {**(LEGACY_METHOD_DEFAULTS if "name" not in block else LEGACY_STRONG_VIEW), **block}
-        recorded = saved.get("inputs") or {}
-        unknown = sorted(set(recorded) - {f.name for f in fields(RunInputs)})
-        if unknown:
-            raise MedrefError(f"{where}: inputs: unknown field(s) {', '.join(unknown)}")
-        return replace(cls.build(saved["preset"], config, method, where), inputs=RunInputs(**recorded))
+    def from_dict(cls, saved: dict[str, Any], where: str = "config.yaml") -> RunConfig:
+        """The content of a current-version `config.yaml` (`to_yaml`), checked."""
+        config = saved["config"]
+        if not isinstance(config, dict) or not isinstance(config.get("method"), dict):
+            raise MedrefError(f"{where}: malformed (expected `config:` with model, train and method sections)")
+        parts = {}
+        for name, kind in (("data", RunData), ("inputs", RunInputs)):
+            recorded = saved.get(name) or {}
+            unknown = sorted(set(recorded) - {f.name for f in fields(kind)})
+            if unknown:
+                raise MedrefError(f"{where}: {name}: unknown field(s) {', '.join(unknown)}")
+            parts[name] = kind(**recorded)
+        return replace(cls.build(saved["preset"], config, config["method"].get("name", ""), where), **parts)
+
+
+def load_run_config(run: Path) -> RunConfig:
+    """`<run>/config.yaml`, of any version (older ones migrated, `CONFIG_MIGRATIONS`), checked."""
+    from medref_cli.artifacts import load_artifact
+
+    return load_artifact(RunConfig, run / "config.yaml", CONFIG_VERSION, RUN_PRODUCER, CONFIG_MIGRATIONS)
 
 
 # MethodConfig defaults of config.yaml files written before the whole config was (2026-12-01): the losses and
@@ -208,6 +232,52 @@ class RunConfig:
 LEGACY_STRONG_VIEW = {"strong_view": "jitter"}
 LEGACY_METHOD_DEFAULTS = {"sup_loss": "dice_ce", "unsup_loss": "masked_bce_dice", "pseudo_thresh_no_mix": 0.5,
                           **LEGACY_STRONG_VIEW}
+
+
+def _run_json_v1(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The version-1 run.json beside an old config.yaml (`saved`, checked for its shape first): until config.yaml
+    3 it held the run's identity."""
+    import json
+
+    if not isinstance(saved.get("config"), dict) or "preset" not in saved:
+        raise MedrefError(f"{path}: malformed (expected `preset:` and `config:` as medref wrote them)")
+    run_json = path.parent / "run.json"
+    try:
+        info = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict) or info.get("schema_version", 1) != 1 or "method" not in info:
+        raise MedrefError(f"{path}: an old config.yaml (version < 3) needs the version-1 {run_json.name} beside it "
+                          "(the run's method and data); it is missing or newer")
+    return info
+
+
+def migrate_config_v1(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """config.yaml 1 -> 2: no `inputs` yet; a method block written before the whole config was saved (no `name`:
+    the preset's and the recipe's fields only) gets the defaults of its time, one written before `strong_view`
+    existed ran the jitter view."""
+    info = _run_json_v1(saved, path)
+    config = copy.deepcopy(saved["config"])
+    block = config.get("method")
+    if info.get("stage") == "semi-train" and isinstance(block, dict):
+        config["method"] = {**(LEGACY_METHOD_DEFAULTS if "name" not in block else LEGACY_STRONG_VIEW), **block}
+    return {**saved, "config": config, "inputs": saved.get("inputs") or {}}
+
+
+def migrate_config_v2(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """config.yaml 2 -> 3: the run's identity moves in from run.json 1 (the method, the data; `pretrain` gets its
+    `supervised` method block); `--init` recorded as run.json's `init_from` when `inputs` lacks it."""
+    info = _run_json_v1(saved, path)
+    config = copy.deepcopy(saved["config"])
+    config["method"] = {**(config.get("method") or {}), "name": info["method"]}
+    inputs = dict(saved.get("inputs") or {})
+    if inputs.get("init_run") is None and info.get("init_from"):
+        inputs["init_run"] = info["init_from"]
+    data = {k: info.get(k, "") for k in ("dataset", "dataset_hash", "ratio", "split_file")}
+    return {**saved, "config": config, "inputs": inputs, "data": data}
+
+
+CONFIG_MIGRATIONS = {1: migrate_config_v1, 2: migrate_config_v2}
 
 
 def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
@@ -221,8 +291,10 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
     config = resolve(req.new_run_preset, req.overrides, "command-line options", layers)
     config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
+    if req.stage == "pretrain":  # the presets' method layers rescale semi-train schedules: not pretrain's
+        config["method"] = merge(file_cfg.get("method") or {}, req.overrides.get("method") or {}, "method")
     try:
-        return RunConfig.build(req.new_run_preset, config, req.method if req.stage == "semi-train" else None)
+        return RunConfig.build(req.new_run_preset, config, req.method)
     except MedrefError as exc:
         if req.config_file is None:
             raise
@@ -234,29 +306,27 @@ def plain_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def resume_config(req: TrainRequest, run: Path, saved: dict[str, Any], info: Any,
-                  file_cfg: dict[str, Any]) -> tuple[RunConfig, list[str]]:
+def resume_config(req: TrainRequest, run: Path, was: RunConfig, file_cfg: dict[str, Any]) \
+        -> tuple[RunConfig, list[str]]:
     """The run's saved config with what `--resume` may change applied (RESUMABLE); (config, applied changes).
     Any other change (preset, labelled share, seed, method, a model or method field) is a one-line error."""
-    fixed = [("--preset", req.preset, saved["preset"]), ("--labeled", req.labeled, info.ratio),
-             ("--seed", req.seed, info.seed), ("--method", req.method, info.method)]
-    for option, asked, was in fixed:
-        if asked is not None and asked != was:
-            raise MedrefError(f"{run}: --resume cannot change {option} ({was} -> {asked}); start a new run "
+    fixed = [("--preset", req.preset, was.preset), ("--labeled", req.labeled, was.data.ratio),
+             ("--seed", req.seed, was.seed), ("--method", req.method, was.method.name)]
+    for option, asked, had in fixed:
+        if asked is not None and asked != had:
+            raise MedrefError(f"{run}: --resume cannot change {option} ({had} -> {asked}); start a new run "
                               f"(--name) or pass --overwrite")
-    method = info.method if req.stage == "semi-train" else None
-    config = RunConfig.from_saved(saved, method, f"{run}/config.yaml").to_dict()
+    config = was.to_dict()
     applied: list[str] = []
     for section, values in merge(file_cfg, req.overrides, "options").items():
         for key, value in (values or {}).items() if isinstance(values, dict) else []:
-            was = config.get(section, {}).get(key, "unset")
-            if plain_value(was) == plain_value(value):
+            now = config.get(section, {}).get(key, "unset")
+            if plain_value(now) == plain_value(value):
                 continue
             if (section, key) not in RESUMABLE:
                 allowed = ", ".join(f"{a}.{b}" for a, b in sorted(RESUMABLE))
-                raise MedrefError(f"{run}: --resume cannot change {section}.{key} ({was!r} -> {value!r}); it may "
+                raise MedrefError(f"{run}: --resume cannot change {section}.{key} ({now!r} -> {value!r}); it may "
                                   f"change {allowed}; start a new run (--name) or pass --overwrite")
             config[section][key] = value
-            applied.append(f"{section}.{key} {was!r} -> {value!r}")
-    was = RunConfig.from_saved(saved, method, f"{run}/config.yaml")
-    return replace(RunConfig.build(saved["preset"], config, method), inputs=was.inputs), applied
+            applied.append(f"{section}.{key} {now!r} -> {value!r}")
+    return replace(RunConfig.build(was.preset, config, was.method.name), data=was.data, inputs=was.inputs), applied

@@ -169,8 +169,8 @@ STRONG_VIEWS = ("jitter", "window")  # training.data.strong_transforms
 class MethodConfig:
     name: str = "semi-medref"  # the method (`--method`)
     # the recipe laid under the options (`--recipe`); these defaults are the official recipe's values, and the
-    # default recipe of a new run is DEFAULT_RECIPE (medref)
-    recipe: str = "official"
+    # default recipe of a new run is DEFAULT_RECIPE (medref); None: no recipe (`pretrain`)
+    recipe: str | None = "official"
     t_patchmix: bool = True  # T-PatchMix: text-synchronised block mixing of unlabelled pairs (SPEC 3.2)
     pos_aug: bool = True  # PosAug: mask or fuzz the student's position phrases (SPEC 3.3)
     itcl: bool = True  # ITCL: position-guided image-text contrastive loss (SPEC 3.4)
@@ -225,7 +225,8 @@ def method_config(values: dict[str, Any], where: str = "method") -> MethodConfig
     spec = METHODS[values.get("name", MethodConfig.name)]
     cfg = MethodConfig(**{**spec.defaults, **values, **spec.fixed})
     check_fields(cfg, where)
-    _choice(cfg.recipe, tuple(RECIPES), "--recipe")
+    if spec.stage == "semi-train" or cfg.recipe is not None:
+        _choice(cfg.recipe, tuple(RECIPES), "--recipe")
     _choice(cfg.eval_model, ("student", "teacher"), "--eval-model")
     _choice(cfg.sup_loss, SUP_LOSSES, f"{where}.sup_loss")
     _choice(cfg.unsup_loss, UNSUP_LOSSES, f"{where}.unsup_loss")

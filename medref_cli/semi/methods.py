@@ -30,7 +30,7 @@ from medref_cli.semi.pos_aug import pos_aug
 from medref_cli.semi.t_patchmix import first_phrase, phrases_agree, t_patchmix
 from medref_cli.training.context import RunContext
 from medref_cli.training.data import STRONG_KEYS
-from medref_cli.training.method import Method
+from medref_cli.training.method import Method, supervised_loss
 from medref_cli.zone_masks import side_mask
 
 
@@ -127,14 +127,12 @@ class TeacherStudent(Method):
     uses_unlabeled = True
 
     def __init__(self, ctx: RunContext, cfg: MethodConfig) -> None:
-        from monai.losses import DiceCELoss, DiceLoss
-
         super().__init__(ctx)
         check_semi_method(cfg.name)
         self.cfg = cfg
         self.name = cfg.name
         self.strong_view, self.strong_views = cfg.strong_view, cfg.strong_views
-        self.sup_loss = DiceLoss(sigmoid=True) if cfg.sup_loss == "dice" else DiceCELoss(sigmoid=True)
+        self.sup_loss = supervised_loss(cfg.sup_loss)
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         self.block = max(2, round(cfg.mix_block * ctx.model_cfg.image_size / 224))
         self._decay = 0.0

@@ -27,13 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from medref_cli.artifacts import load_run
+from medref_cli.config import load_run_config
 from medref_cli.errors import MedrefError
 from medref_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
 RESAMPLES = 5000
-SAME_DEFINITION = ("stage", "method", "dataset", "dataset_hash", "ratio", "preset")  # run.json fields of a group
+# what the runs of one side share (their config.yaml): all but the seed
+SAME_DEFINITION = {"stage": lambda c: c.stage, "method": lambda c: c.method.name, "dataset": lambda c: c.data.dataset,
+                   "dataset_hash": lambda c: c.data.dataset_hash, "ratio": lambda c: c.data.ratio,
+                   "preset": lambda c: c.preset}
 
 
 @dataclass
@@ -99,15 +102,15 @@ def load_side(spec: str, ws: Workspace, split: str = "test") -> Side:
 
 def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
     """Run folders as one side, checked to differ only by seed, with their per-case counts."""
-    infos = [load_run(r) for r in runs]
+    configs = [load_run_config(r) for r in runs]
     source = source or str(runs[0])
-    for field_name in SAME_DEFINITION:
-        values = {getattr(i, field_name) for i in infos}
+    for field_name, value_of in SAME_DEFINITION.items():
+        values = {value_of(c) for c in configs}
         if len(values) > 1:
             raise MedrefError(f"{source}: its runs differ in {field_name} ({', '.join(map(str, sorted(values)))}); "
                               f"a side groups the seeds of one configuration")
-    order = sorted(range(len(runs)), key=lambda k: infos[k].seed)
-    runs, run_seeds = [runs[k] for k in order], [infos[k].seed for k in order]
+    order = sorted(range(len(runs)), key=lambda k: configs[k].seed)
+    runs, run_seeds = [runs[k] for k in order], [configs[k].seed for k in order]
     if len(set(run_seeds)) < len(run_seeds):
         raise MedrefError(f"{source}: two runs with the same seed; a side holds one run per seed")
     cases = [read_per_case(r, split) for r in runs]

@@ -51,15 +51,17 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
                                    weights="teacher" if cfg.model == "teacher" else "evaluated")
     if not getattr(tr.spec, cfg.split):
         what = "unlabelled" if cfg.split == "train_unlabeled" else cfg.split
-        raise MedrefError(f"{tr.path}: no {what} images in this run's split ({tr.info.split_file}, labelled share "
-                          f"{tr.info.ratio}); nothing to pseudo-label")
+        data = tr.config.data
+        raise MedrefError(f"{tr.path}: no {what} images in this run's split ({data.split_file}, labelled share "
+                          f"{data.ratio}); nothing to pseudo-label")
     used = "teacher" if predictor.weights == "teacher" else tr.eval_model  # the evaluated weights' owner
     data = items(tr.manifest, tr.folder, list(getattr(tr.spec, cfg.split)), with_labels=False)
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"
     with staged_dir(out_dir, cfg.overwrite) as tmp:
         entries, scored = _label(cfg, tr, predictor, data, tmp)
-        PseudoLabelSet(run=tr.path.name, model=used, dataset=tr.info.dataset, dataset_hash=tr.manifest.dataset_hash,
-                       split=cfg.split, entries=entries).save(tmp / "pseudo_labels.json")
+        PseudoLabelSet(run=tr.path.name, model=used, dataset=tr.config.data.dataset,
+                       dataset_hash=tr.manifest.dataset_hash, split=cfg.split,
+                       entries=entries).save(tmp / "pseudo_labels.json")
         audit = make_audit(entries, scored, used)
         audit.save(tmp / "audit.json")
     return audit, out_dir

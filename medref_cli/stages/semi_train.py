@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from medref_cli.artifacts import RunInfo
+from medref_cli.artifacts import RunStatus
 from medref_cli.config import TrainRequest, check_semi_method
 from medref_cli.errors import MedrefError
 from medref_cli.stages import train
@@ -33,7 +33,7 @@ def check_init_conflicts(req: TrainRequest, init_name: str, init_preset: str, in
                               f"the model; drop the option (or train a new pretrain run with it)")
 
 
-def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunInfo, Path]:
+def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunStatus, Path]:
     from medref_cli.model import checkpoint
     from medref_cli.training.run_dir import resolve_run
 

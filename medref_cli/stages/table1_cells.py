@@ -97,21 +97,17 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
 
 def check_same_experiment(ws: Workspace, run: Path, req: TrainRequest) -> None:
     """The run in `run` is the experiment `req` asks for, or a one-line error naming the first difference."""
-    import yaml
-
     from medref_cli.artifacts import load_dataset
-    from medref_cli.config import RunConfig, plain_value, resolve_config
+    from medref_cli.config import load_run_config, plain_value, resolve_config
 
-    info = load_run(run)
+    was = load_run_config(run)
     manifest, _ = load_dataset(ws, req.dataset)
-    if info.dataset_hash != manifest.dataset_hash:
+    if was.data.dataset_hash != manifest.dataset_hash:
         raise MedrefError(f"{run}: trained on another version of dataset {req.dataset!r}; move the run away or "
                           f"use another --workdir (the table never reuses or replaces it)")
-    method = req.method if req.stage == "semi-train" else None
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    was = RunConfig.from_saved(saved, method, f"{run}/config.yaml")
     want = resolve_config(req, {})
-    diffs = [f"preset {was.preset} -> {want.preset}"] if was.preset != want.preset else []
+    diffs = [f"{what} {a} -> {b}" for what, a, b in (("preset", was.preset, want.preset),
+                                                      ("labelled share", was.data.ratio, req.labeled)) if a != b]
     old, new = was.to_dict(), want.to_dict()
     for section in new:
         for key, value in new[section].items():

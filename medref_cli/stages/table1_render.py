@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medref_cli.artifacts import EvalSummary, load_run
+from medref_cli.artifacts import EvalSummary
+from medref_cli.config import load_run_config
 from medref_cli.stages.table1_matrix import Cell
 from medref_cli.workspace import Workspace, write_bytes_atomic
 
@@ -62,11 +63,11 @@ def _csv(cells: list[Cell]) -> str:
         p = c.summary.protocols if c.summary else {"global": {}, "per_image": {}}
         gap = c.summary.shuffled_gap if c.summary else None
         split = Path(c.run) / "split.json" if c.run else Path("-")
-        info = load_run(Path(c.run)) if c.run and (Path(c.run) / "run.json").is_file() else None
+        data = load_run_config(Path(c.run)).data if c.run and (Path(c.run) / "config.yaml").is_file() else None
         w.writerow([c.dataset, c.ratio, "" if c.budget is None else c.budget, c.method, c.seed, c.status,
                     p["global"].get("dice", ""), p["global"].get("iou", ""),
                     p["per_image"].get("dice", ""), p["per_image"].get("iou", ""), "" if gap is None else gap,
-                    c.run, info.split_file if info else "", _sha(split), info.dataset_hash if info else "",
+                    c.run, data.split_file if data else "", _sha(split), data.dataset_hash if data else "",
                     round(c.wall_s, 1), c.error])
     return buf.getvalue()
 

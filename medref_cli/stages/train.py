@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medref_cli.artifacts import RunInfo
+from medref_cli.artifacts import RunStatus
 from medref_cli.config import TrainRequest
 from medref_cli.errors import MedrefError
 from medref_cli.training.setup import build
@@ -16,7 +16,7 @@ from medref_cli.workspace import Workspace
 
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
-        init_state: dict[str, Any] | None = None) -> tuple[RunInfo, Path]:
+        init_state: dict[str, Any] | None = None) -> tuple[RunStatus, Path]:
     """Train run `req` (new or `--resume`); `pseudo_labels`: a `pseudo-label` output added as labelled data;
     `init_state`: model weights to start from (`semi-train --init`)."""
     from medref_cli.pseudo_labels import extra_labeled

@@ -1,5 +1,5 @@
 """`RunContext`: what every part of training shares about one run (folder, config, model, text encoder,
-device, record, DDP rank). Its own module, so methods (training/method.py, semi/) and the loop import it
+device, status, DDP rank). Its own module, so methods (training/method.py, semi/) and the loop import it
 without importing each other."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medref_cli.artifacts import RunInfo
+from medref_cli.artifacts import RunStatus
 from medref_cli.config import ModelConfig, RunConfig, TrainConfig
 
 
@@ -22,7 +22,7 @@ class RunContext:
     model: nn.Module
     text: Any  # FrozenTextEncoder
     device: torch.device
-    info: RunInfo
+    status: RunStatus  # run.json (what the run is: `config`)
     rank: int = 0
     world: int = 1
     progress: bool = False

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Sampler
 
-from medref_cli.artifacts import RunInfo
+from medref_cli.artifacts import RunStatus
 from medref_cli.config import TrainConfig
 from medref_cli.errors import MedrefError
 from medref_cli.model import checkpoint
@@ -121,15 +121,15 @@ def _cosine(total: int, warmup: int, anneal_factor: float = 1.0) -> Any:
 
 @without_meta_tracking
 def fit(ctx: RunContext, method: Method, data_l: list[dict], data_u: list[dict] | None, data_val: list[dict],
-        resume: bool = False) -> RunInfo:
+        resume: bool = False) -> RunStatus:
     """Train until the epochs, the patience or the time budget run out; rank 0 holds the run folder's lock."""
     with run_lock(ctx.run) if ctx.is_main else contextlib.nullcontext():
         try:
             return _Trainer(ctx, method, data_l, data_u, data_val).run(resume)
         except Exception:
             if ctx.is_main:  # not left "running": a crashed run says so (`--resume` continues it)
-                ctx.info.status = "failed"
-                ctx.info.save(ctx.run)
+                ctx.status.status = "failed"
+                ctx.status.save(ctx.run)
             raise
 
 
@@ -257,7 +257,7 @@ class _Trainer:
             restore_metrics(self.ctx.run, state["epoch"], state.get("row"))
         log.info("resumed from %s at epoch %d", self.latest, self.progress.epoch)
 
-    def run(self, resume: bool) -> RunInfo:
+    def run(self, resume: bool) -> RunStatus:
         ctx = self.ctx
         if resume:
             self.restore()
@@ -276,12 +276,12 @@ class _Trainer:
             if stop.item() > 0:
                 status = reason or status  # other ranks only learn that rank 0 stopped
                 break
-        ctx.info.status = status
+        ctx.status.status = status
         if self.tb:
             self.tb.close()
         if ctx.is_main:
-            ctx.info.save(ctx.run)
-        return ctx.info
+            ctx.status.save(ctx.run)
+        return ctx.status
 
     def _batches(self, ds, batch: int, seed: int, gen: torch.Generator) -> Iterator:  # noqa: ANN001
         sampler = EpochBatches(len(ds), batch, self.steps, seed, self.ctx.rank, self.ctx.world)
@@ -361,16 +361,16 @@ class _Trainer:
         if self.tb:
             self.tb.epoch(row, epoch)
             self.tb.image("curve", np.asarray(Image.open(ctx.run / "curve.png").convert("RGB")), epoch)
-        ctx.info.epochs_done, ctx.info.best_epoch = epoch + 1, self.progress.best_epoch
-        ctx.info.best_val_dice = self.progress.best
-        ctx.info.save(ctx.run)
+        ctx.status.epochs_done, ctx.status.best_epoch = epoch + 1, self.progress.best_epoch
+        ctx.status.best_val_dice = self.progress.best
+        ctx.status.save(ctx.run)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                                                   if isinstance(v, float) and k != "lr"))
 
 
 def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:
     return {"config": ctx.config.to_dict(), "preset": ctx.config.preset, "text_dim": ctx.text.dim,
-            "text_encoder": ctx.model_cfg.text_encoder, "stage": ctx.info.stage, "method": method.name}
+            "text_encoder": ctx.model_cfg.text_encoder, "stage": ctx.config.stage, "method": method.name}
 
 
 def _save_best(ctx: RunContext, method: Method, model: nn.Module, epoch: int, dice: float) -> None:

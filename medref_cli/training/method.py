@@ -57,15 +57,13 @@ class Method:
 
 
 class Supervised(Method):
-    """Supervised training: MONAI DiceCE (sigmoid) on labelled batches."""
+    """Supervised training on labelled batches: `cfg.sup_loss` (`supervised_loss`; MONAI DiceCE by default)."""
 
     name = "supervised"
 
-    def __init__(self, ctx: RunContext, cfg: MethodConfig | None = None) -> None:
-        from monai.losses import DiceCELoss
-
+    def __init__(self, ctx: RunContext, cfg: MethodConfig) -> None:
         super().__init__(ctx)
-        self.sup_loss = DiceCELoss(sigmoid=True)
+        self.sup_loss = supervised_loss(cfg.sup_loss)
 
     def step(self, model: nn.Module, batch_l: dict, batch_u: dict | None, epoch: int) -> tuple[torch.Tensor, dict]:
         dev = self.ctx.device
@@ -75,10 +73,17 @@ class Supervised(Method):
         return loss, {"loss_sup": loss.item()}
 
 
+def supervised_loss(name: str) -> nn.Module:
+    """The loss on labelled masks (`config.SUP_LOSSES`): MONAI Dice, or DiceCE, on sigmoid logits."""
+    from monai.losses import DiceCELoss, DiceLoss
+
+    return DiceLoss(sigmoid=True) if name == "dice" else DiceCELoss(sigmoid=True)
+
+
 def build_method(ctx: RunContext) -> Method:
-    """The run's `Method` (run.json's `method`), built from its registry entry (`config.METHODS[...].builder`,
-    "module:Class") with the run's method config (None for a pretrain run)."""
+    """The run's `Method` (its config's `method.name`), built from its registry entry (`config.METHODS[...]
+    .builder`, "module:Class") with the run's method config."""
     from medref_cli.config import METHODS
 
-    module, cls = METHODS[ctx.info.method].builder.split(":")
+    module, cls = METHODS[ctx.config.method.name].builder.split(":")
     return getattr(importlib.import_module(module), cls)(ctx, ctx.config.method)

@@ -100,7 +100,7 @@ def open_predictor(ws, run: str, which: str = "best", device: str = "auto", weig
     from medref_cli.config import METHODS
 
     tr = open_run(ws, run, which, device, with_dataset=with_dataset)
-    keys = METHODS[tr.info.method].weights if tr.info.method in METHODS else {"evaluated": "model"}
+    keys = METHODS[tr.config.method.name].weights
     used = weights if keys.get(weights) in tr.ckpt else "evaluated"
     if used != "evaluated":  # the registry says which checkpoint key holds them
         tr.model.load_state_dict(tr.ckpt[keys[used]])

@@ -1,8 +1,8 @@
-"""The run folder contract: everything that produced a model sits beside it (`run.json` is
-`artifacts.RunInfo`).
+"""The run folder contract: everything that produced a model sits beside it.
 
-`<workdir>/runs/<name>/`: `run.json` (this schema), `config.yaml` (resolved), `split.json` (copy of the
-split used), `checkpoint_latest.pt`, `checkpoint_best.pt`, `metrics.jsonl` (one line per epoch),
+`<workdir>/runs/<name>/`: `config.yaml` (the run's spec, `config.RunConfig`: method, data, inputs and the whole
+resolved config, written before training starts), `run.json` (how far it got, `artifacts.RunStatus`), `split.json`
+(copy of the split used), `checkpoint_latest.pt`, `checkpoint_best.pt`, `metrics.jsonl` (one line per epoch),
 `curve.png`, `log.txt`; `evaluate` adds `eval-<split>/`.
 """
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.config import (
+    CONFIG_VERSION,
     RunConfig,
+    RunData,
     RunInputs,
     TrainRequest,
     default_run_name,
@@ -95,7 +97,7 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
         check_unlocked(run)
     applied: list[str] = []
     if req.resume:  # the run's own config and split copy
-        config, info, applied = _resume(req, run, manifest, rank)
+        config, status, applied = _resume(req, run, manifest, rank)
         pseudo_labels = _resumed_pseudo_labels(run, config.inputs, pseudo_labels, manifest)
         spec = load_split(run / "split.json")
         check_trainable(spec, manifest, run / "split.json")
@@ -113,14 +115,15 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
         device, text, model = _model(config, req.device, world, local_rank)
         spec, split_file = _split(ws, dataset, req, rank, world)
         check_trainable(spec, manifest, split_file)
-        info = _new_run(req, run, dataset, manifest, split_file, config, rank)
+        config = replace(config, data=RunData(dataset, manifest.dataset_hash, req.labeled, split_file.name))
+        status = _new_run(req, run, split_file, config, rank)
     _barrier(world)
     handler = attach_log(run) if rank == 0 else None
     if applied:
         log.info("resume: applied %s", "; ".join(applied))
     _log_model(config, model, text)
     ctx = RunContext(run=run, config=config, model=model, text=text,
-                     device=device, info=info, rank=rank, world=world, progress=req.progress)
+                     device=device, status=status, rank=rank, world=world, progress=req.progress)
     return TrainSetup(ctx, spec, manifest, folder, handler, pseudo_labels)
 
 
@@ -187,75 +190,65 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
 
 
 def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001, ANN202
-    """(RunConfig, RunInfo, applied changes) of the run to continue; config.yaml records the changes."""
-
+    """(RunConfig, RunStatus, applied changes) of the run to continue; config.yaml records the changes, and a
+    config.yaml of an older version is rewritten in the current one before run.json is (a version-1 run.json
+    held the identity an old config.yaml lacks)."""
     from medref_cli.artifacts import load_run
 
     if not (run / "checkpoint_latest.pt").is_file():
         raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
     if rank == 0:
         acquire_lock(run)  # held from here to the end of training
-    info = load_run(run)
-    if info.dataset_hash != manifest.dataset_hash:
-        raise MedrefError(f"{run}: dataset {info.dataset!r} changed since this run started; it cannot be resumed")
-    saved = _saved_config(run, info)
-    config, applied = resume_config(req, run, saved, info, load_config_file(req.config_file) if req.config_file else {})
+    was, old_version = _saved_config(run)
+    if was.data.dataset_hash != manifest.dataset_hash:
+        raise MedrefError(f"{run}: dataset {was.data.dataset!r} changed since this run started; it cannot be resumed")
+    config, applied = resume_config(req, run, was, load_config_file(req.config_file) if req.config_file else {})
     check_logger(config.train.logger)
-    if applied and rank == 0:
+    if (applied or old_version) and rank == 0:
         _write_config(run, config)
-    return config, info, applied
+    return config, load_run(run), applied
 
 
-def _saved_config(run: Path, info: Any) -> dict[str, Any]:  # noqa: ANN401 - RunInfo
-    """The run's `config.yaml`, checked: a malformed file, or a field edited by hand since the last checkpoint
-    that `--resume` may not change, is a one-line error naming it (the checkpoint holds the config it ran with)."""
-    from medref_cli.config import RESUMABLE, load_yaml, plain_value
+def _saved_config(run: Path) -> tuple[RunConfig, bool]:
+    """(the run's `config.yaml`, written by an older version), checked: a field edited by hand since the last
+    checkpoint that `--resume` may not change is a one-line error naming it (the checkpoint holds the config it
+    ran with)."""
+    from medref_cli.artifacts import read_artifact
+    from medref_cli.config import RESUMABLE, RUN_PRODUCER, load_run_config, plain_value
     from medref_cli.model import checkpoint
 
     path = run / "config.yaml"
-    saved = load_yaml(path)
-    if not isinstance(saved.get("config"), dict) or "preset" not in saved:
-        raise MedrefError(f"{path}: malformed (expected `preset:` and `config:` as medref wrote them); restore it "
-                          f"or start a new run")
-    method = info.method if info.stage == "semi-train" else None
-    try:
-        written = RunConfig.from_saved(saved, method, str(path)).to_dict()
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise MedrefError(f"{path}: malformed ({exc.__class__.__name__}: {exc}); restore it or start a new run") \
-            from None
+    written = load_run_config(run)
+    old_version = read_artifact(path, RUN_PRODUCER).get("schema_version", 1) != CONFIG_VERSION
+    now_cfg = written.to_dict()
     ran = checkpoint.load(run / "checkpoint_latest.pt").get("config") or {}
     for section, values in ran.items():
         for key, value in values.items():
-            now = written.get(section, {}).get(key)
+            now = now_cfg.get(section, {}).get(key)
             if plain_value(now) != plain_value(value) and (section, key) not in RESUMABLE:
                 raise MedrefError(f"{path}: {section}.{key} was edited ({value!r} -> {now!r}) since the run's last "
                                   f"checkpoint; --resume cannot change it; put it back, or start a new run (--name)")
-    return saved
+    return written, old_version
 
 
 def _write_config(run: Path, config: RunConfig) -> None:
-    """`<run>/config.yaml`: the preset and the whole resolved config (written atomically)."""
+    """`<run>/config.yaml`: the run's spec (written atomically)."""
     from medref_cli.workspace import write_bytes_atomic
 
     write_bytes_atomic(run / "config.yaml", config.to_yaml())
 
 
-def _new_run(req: TrainRequest, run: Path, dataset: str, manifest, split_file: Path,  # noqa: ANN001
-             config: RunConfig, rank: int) -> Any:
-    from medref_cli.artifacts import RunInfo
+def _new_run(req: TrainRequest, run: Path, split_file: Path, config: RunConfig, rank: int) -> Any:
+    """The new run's folder: its spec (config.yaml), its split (split.json) and its status (run.json)."""
+    from medref_cli.artifacts import RunStatus
 
+    status = RunStatus()
     if rank == 0:
         _claim_new_run(run, req.overwrite)
         _write_config(run, config)
         shutil.copyfile(split_file, run / "split.json")
-    info = RunInfo(
-        stage=req.stage, method=req.method, dataset=dataset, dataset_hash=manifest.dataset_hash,
-        split_file=split_file.name, ratio=req.labeled, seed=config.train.seed, preset=config.preset,
-        text_encoder=config.model.text_encoder, init_from=req.init_from,
-    )
-    if rank == 0:
-        info.save(run)
-    return info
+        status.save(run)
+    return status
 
 
 def _claim_new_run(run: Path, overwrite: bool) -> None:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainedRun:
     path: Path
-    info: Any  # RunInfo
+    config: Any  # RunConfig: what the run is (config.yaml)
     spec: Any  # SplitSpec
     manifest: Any  # DatasetManifest, None when not asked for
     folder: Path | None
@@ -42,7 +42,8 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
              with_dataset: bool = True) -> TrainedRun:
     """`run` as a folder or a name under `<workdir>/runs/`; `which` = best | latest. With `with_dataset` the
     prepared dataset is loaded and must be the version the run was trained on."""
-    from medref_cli.artifacts import load_dataset, load_run, load_split
+    from medref_cli.artifacts import load_dataset, load_split
+    from medref_cli.config import load_run_config
     from medref_cli.model import checkpoint
     from medref_cli.training.device import place
     from medref_cli.training.run_dir import resolve_run
@@ -50,12 +51,12 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
     if which not in ("best", "latest"):
         raise MedrefError(f"--checkpoint {which!r}: choose best or latest")
     path = resolve_run(run, ws.runs)
-    info = load_run(path)
+    config = load_run_config(path)
     spec = load_split(path / "split.json")
     manifest, folder = None, None
     if with_dataset:
-        manifest, folder = load_dataset(ws, info.dataset)
-        if manifest.dataset_hash != info.dataset_hash:
+        manifest, folder = load_dataset(ws, config.data.dataset)
+        if manifest.dataset_hash != config.data.dataset_hash:
             raise MedrefError(f"{folder / 'dataset.json'}: dataset changed since run {path.name} was trained")
     ckpt_path = path / f"checkpoint_{which}.pt"
     training_pid = lock_holder(path)
@@ -65,4 +66,4 @@ def open_run(ws: Workspace, run: str, which: str = "best", device: str = "auto",
                     "use other weights", path.name, training_pid, ckpt_path.name, ckpt.get("epoch"))
     model, text = checkpoint.build_model(ckpt, ckpt_path)
     dev = place(model, text, device)
-    return TrainedRun(path, info, spec, manifest, folder, ckpt, model, text, dev, training_pid is not None)
+    return TrainedRun(path, config, spec, manifest, folder, ckpt, model, text, dev, training_pid is not None)
