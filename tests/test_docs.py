@@ -54,3 +54,17 @@ def test_help_texts_come_from_the_code(cli):
         assert "sections " + ", ".join(s + ":" for s in c.CONFIG_SECTIONS) in text
     text = re.sub(r"[\s│]+", " ", cli("semi-train", "--help").output)
     assert " | ".join(c.RECIPES) in text
+
+
+def test_the_training_commands_share_one_option_list():
+    """pretrain and semi-train are two entry points of one stage: every pretrain option is a semi-train option,
+    declared once (the same annotation), and semi-train adds only its method's options."""
+    import inspect
+
+    from medref_cli.cli import train
+
+    pre, semi = (inspect.signature(f).parameters for f in (train.pretrain, train.semi_train))
+    shared = inspect.signature(train.shared_options, eval_str=True).parameters
+    assert list(pre) == list(shared) and set(pre) < set(semi)
+    assert all(semi[k].annotation is pre[k].annotation is shared[k].annotation for k in pre)
+    assert set(semi) - set(pre) == set(inspect.signature(train.semi_train_options).parameters)

@@ -53,7 +53,7 @@ app = typer.Typer(
 app.add_typer(prepare.app, name="prepare")  # in pipeline order, which `medref --help` keeps
 app.command("split")(split.split)
 app.command("pretrain")(train.pretrain)
-app.command("semi-train")(semi.semi_train)
+app.command("semi-train")(train.semi_train)
 app.command("pseudo-label")(semi.pseudo_label)
 app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(compare.compare)
