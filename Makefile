@@ -34,7 +34,7 @@ test: venv  # the whole suite on TEST_WORKERS pytest-xdist workers (the cores sh
 test-fast: venv  # pure functions, CLI and small artifacts: under 90 s on 2 cores
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-reproduce-table1: venv  # JOBS cells at once (local submitit jobs, the cores shared out as torch threads); JOBS=1: one process
+reproduce-table1: venv  # JOBS cells at once (a pool of JOBS local workers, the cores shared out as torch threads); JOBS=1: one process
 	$(BIN)/medref table1 --profile $(PROFILE) $(if $(RAW),--raw $(RAW)) --workdir $(WORKDIR) \
 		$(if $(filter-out 1,$(JOBS)),--launcher local --jobs $(JOBS))
 

@@ -1,3 +1,4 @@
 from medref_cli.cli.app import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker process imports it (`table1 --launcher local`)
+    main()

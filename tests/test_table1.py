@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 
@@ -176,9 +177,8 @@ def test_the_mark_comes_from_the_paired_comparison_with_supervised(tmp_path, gai
 
 @pytest.mark.slow
 def test_local_launcher_gives_the_in_process_table(pipeline, tmp_path):
-    """`--launcher local --jobs 2`: one submitit job per cell, two at a time; with the profile's torch threads
-    (1) the same figures to the last bit as the one-process run (another thread count changes float sums)."""
-    pytest.importorskip("submitit")
+    """`--launcher local --jobs 2`: a pool of two worker processes, a cell per task; with the profile's torch
+    threads (1) the same figures to the last bit as the one-process run (another thread count changes float sums)."""
     inline_cells, inline_out = run(Table1Config("two", pipeline), Workspace.resolve(tmp_path / "a"))
     jobs_cells, jobs_out = run(Table1Config("two", pipeline, launcher="local", jobs=2),
                                Workspace.resolve(tmp_path / "b"))
@@ -188,7 +188,8 @@ def test_local_launcher_gives_the_in_process_table(pipeline, tmp_path):
     for method in a:
         assert a[method]["dice_global"] == b[method]["dice_global"] != ""
         assert a[method]["split_sha256"] == b[method]["split_sha256"]
-    assert list((jobs_out / "jobs").glob("*_log.out"))  # submitit kept each job's log
+    assert {p.name for p in (jobs_out / "jobs").glob("*.log")} == {f"{c.run_name}.log" for c in inline_cells}
+    assert "global Dice" in (jobs_out / "jobs" / f"{inline_cells[0].run_name}.log").read_text()  # each job's log
     for cell in inline_cells:
         same = [tmp_path / w / "runs" / cell.run_name for w in ("a", "b")]
         assert same[0].joinpath("metrics.jsonl").read_text().count("\n") > 0
@@ -223,7 +224,6 @@ def test_one_cell_then_collect(pipeline, tmp_path, cli):
 
 @pytest.mark.slow
 def test_failed_job_is_reported(pipeline, tmp_path):
-    pytest.importorskip("submitit")
     cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=3), Workspace.resolve(tmp_path / "w"))
     assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)
 
@@ -256,3 +256,26 @@ def test_local_jobs_share_the_cores_out(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
     assert [shared_threads(j) for j in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+
+
+def _exit_now(code: int) -> None:  # a local worker that dies mid-cell (killed, out of memory)
+    os._exit(code)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_a_dead_local_worker_fails_its_task_and_a_new_pool_runs_the_next():
+    from concurrent.futures.process import BrokenProcessPool
+
+    from medref_cli.stages.table1_jobs import _LocalPool
+
+    pool = _LocalPool(1, 1)
+    try:
+        dead = pool.submit(_exit_now, 3)
+        with pytest.raises(BrokenProcessPool):
+            dead.result(timeout=120)
+        assert pool.submit(_square, 7).result(timeout=120) == 49
+    finally:
+        pool.shutdown()

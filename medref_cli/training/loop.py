@@ -243,6 +243,7 @@ class _Trainer:
         self.latest = ctx.run / "checkpoint_latest.pt"
         self.tb = TensorBoardLog(ctx.run) if ctx.is_main and cfg.logger == "tensorboard" else None
         self.t0 = time.time()
+        self.plotted = 0.0  # when curve.png was last drawn (`CURVE_EVERY_S`)
 
     def restore(self) -> None:
         state = checkpoint.load(self.latest, self.ctx.device)
@@ -280,6 +281,7 @@ class _Trainer:
         if self.tb:
             self.tb.close()
         if ctx.is_main:
+            plot_curve(ctx.run)  # the whole run
             ctx.status.save(ctx.run)
         return ctx.status
 
@@ -357,7 +359,9 @@ class _Trainer:
     def _write_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         ctx = self.ctx
         append_metrics(ctx.run, row)
-        plot_curve(ctx.run)
+        if self.tb or time.time() - self.plotted >= CURVE_EVERY_S:  # drawing costs ~0.2 s: a tiny epoch's half
+            plot_curve(ctx.run)
+            self.plotted = time.time()
         if self.tb:
             self.tb.epoch(row, epoch)
             self.tb.image("curve", np.asarray(Image.open(ctx.run / "curve.png").convert("RGB")), epoch)
@@ -376,6 +380,9 @@ def _identity(ctx: RunContext, method: Method) -> dict[str, Any]:
 def _save_best(ctx: RunContext, method: Method, model: nn.Module, epoch: int, dice: float) -> None:
     payload = {**_identity(ctx, method), **method.best_state(model), "epoch": epoch, "val_dice_global": dice}
     checkpoint.save(ctx.run / "checkpoint_best.pt", payload)
+
+
+CURVE_EVERY_S = 30.0  # curve.png is redrawn after an epoch at most this often, and at the end of the run
 
 
 def plot_curve(run: Path) -> None:
