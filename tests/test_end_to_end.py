@@ -181,17 +181,17 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
                             name=name, resume=resume, overrides={"train": {"epochs": 4, "zoom_prob": 1.0}})
 
     pretrain.run(req("full"), ws)
-    real_plot = loop.plot_curve
+    real_append = loop.append_metrics
 
-    def crash_after_two(run):
-        real_plot(run)
+    def crash_after_two(run, row):
+        real_append(run, row)
         if len((run / "metrics.jsonl").read_text().splitlines()) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "plot_curve", crash_after_two)
+    monkeypatch.setattr(loop, "append_metrics", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         pretrain.run(req("cut"), ws)
-    monkeypatch.setattr(loop, "plot_curve", real_plot)
+    monkeypatch.setattr(loop, "append_metrics", real_append)
     pretrain.run(req("cut", resume=True), ws)
     volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
 

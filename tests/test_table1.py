@@ -279,3 +279,14 @@ def test_a_dead_local_worker_fails_its_task_and_a_new_pool_runs_the_next():
         assert pool.submit(_square, 7).result(timeout=120) == 49
     finally:
         pool.shutdown()
+
+
+def test_jobs_are_submitted_longest_first():
+    from medref_cli.stages.table1_jobs import expected_cost
+    from medref_cli.stages.table1_matrix import Cell
+
+    cells = [Cell("d", "5%", "supervised", 0), Cell("d", "5%", "semi-medref-no-itcl", 0), Cell("d", "5%", "cutmix", 0),
+             Cell("d", "5%", "supervised", 1, budget=5.0)]
+    assert [expected_cost(c) for c in cells] == [1.0, 2.0, 2.0, 5.0]
+    assert [c.method for c in sorted(cells, key=expected_cost, reverse=True)][:3] == \
+        ["supervised", "semi-medref-no-itcl", "cutmix"]

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.artifacts import load_summary
+from medref_cli.config import METHODS
 from medref_cli.errors import MedrefError
 from medref_cli.stages.table1_cells import run_guarded
-from medref_cli.stages.table1_matrix import Cell, Table1Config, matrix
+from medref_cli.stages.table1_matrix import Cell, Table1Config, matrix, parse_method
 from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,14 @@ def cell_job(workdir: str, cfg: Table1Config, cell_name: str, threads: int | Non
             logging.getLogger("medref_cli").removeHandler(handler)
             handler.close()
     return {"status": cells[0].status, "error": cells[0].error, "wall_s": cells[0].wall_s}
+
+
+def expected_cost(cell: Cell) -> float:
+    """A cell's rough length, to submit the longest first (then no worker idles while the last long cell runs
+    alone): its budget in minutes where it has one, else 2 for a teacher-student method and 1 for supervised."""
+    if cell.budget is not None:
+        return cell.budget
+    return 2.0 if METHODS[parse_method(cell.method)[0]].stage == "semi-train" else 1.0
 
 
 def _worker_init(threads: int) -> None:
@@ -139,7 +148,7 @@ def _run_jobs(executor: Any, cfg: Table1Config, ws: Workspace, job_cfg: Table1Co
               cells: list[Cell], threads: int | None, folder: Path) -> None:
     import time
 
-    pending, running, finished = list(cells), [], 0
+    pending, running, finished = sorted(cells, key=expected_cost, reverse=True), [], 0  # longest first
     while pending or running:
         while pending and len(running) < max(1, cfg.jobs):
             cell = pending.pop(0)
