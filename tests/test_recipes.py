@@ -551,3 +551,24 @@ def test_config_sections_are_frozen_with_tuples():
             section.seed = 1
     assert cfg.model.encoder_widths == (32, 64, 128, 256) and isinstance(cfg.train.zoom, tuple)
     assert cfg.to_dict()["model"]["encoder_widths"] == [32, 64, 128, 256]  # YAML-plain lists in config.yaml
+
+
+def test_init_is_a_layer_of_the_one_resolve_function_and_recorded_in_the_spec():
+    """`--init RUN`'s preset and model win over the defaults, skip the burn-in, and are recorded as inputs; an
+    option or a config file that asks for another model is refused, not silently overridden."""
+    from medref_cli.config import InitRun
+
+    pre = resolve_config(_req(stage="pretrain", method="supervised", preset="tiny"), {})
+    init = InitRun("pre", "ab" * 32, "tiny", {**dict(pre.to_dict()["model"]), "encoder_pretrained": "x"})
+    req = TrainRequest(stage="semi-train", method="cutmix", labeled="5%")  # no --preset: the run's
+    cfg = resolve_config(req, {"train": {"epochs": 3}}, init, ("/p", "cd" * 32))
+    assert cfg.preset == "tiny" and cfg.model == replace(pre.model, encoder_pretrained=None)
+    assert cfg.method.burn_in_epochs == 0 and cfg.train.epochs == 3
+    assert (cfg.inputs.init_run, cfg.inputs.init_sha256) == ("pre", "ab" * 32)
+    assert (cfg.inputs.pseudo_labels, cfg.inputs.pseudo_labels_sha256) == ("/p", "cd" * 32)
+    for request, file_cfg, message in (
+            (replace(req, preset="cpu"), {}, "--preset cpu: --init pre was trained with preset tiny"),
+            (req, {"model": {"encoder": "unet"}}, "model.encoder 'unet': --init pre has"),
+            (replace(req, overrides={"model": {"text_encoder": "none"}}), {}, "model.text_encoder 'none'")):
+        with pytest.raises(MedrefError, match=message):
+            resolve_config(request, file_cfg, init)

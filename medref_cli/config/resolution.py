@@ -280,21 +280,55 @@ def migrate_config_v2(saved: dict[str, Any], path: Path) -> dict[str, Any]:
 CONFIG_MIGRATIONS = {1: migrate_config_v1, 2: migrate_config_v2}
 
 
-def resolve_config(req: TrainRequest, file_cfg: dict[str, Any]) -> RunConfig:
+@dataclass(frozen=True)
+class InitRun:
+    """What `semi-train --init RUN` brings to the new run: the run's name, the sha256 of the checkpoint_best.pt it
+    copies, and its preset and model config, which fix the new run's."""
+
+    name: str
+    sha256: str
+    preset: str
+    model: dict[str, Any]
+
+
+def check_init_conflicts(req: TrainRequest, init: InitRun, file_cfg: dict[str, Any]) -> None:
+    """`--init RUN` fixes the model: a `--preset` or a model field (`--encoder`, `--text-encoder`, a `model:`
+    section) that differs from the run's is refused, not silently overridden."""
+    if req.preset is not None and req.preset != init.preset:
+        raise MedrefError(f"--preset {req.preset}: --init {init.name} was trained with preset {init.preset}, and "
+                          f"--init fixes the model; drop --preset (or pass --preset {init.preset})")
+    asked = {**(file_cfg.get("model") or {}), **req.overrides.get("model", {})}
+    for key, value in asked.items():
+        if key in init.model and key != "encoder_pretrained" and plain_value(value) != plain_value(init.model[key]):
+            raise MedrefError(f"model.{key} {value!r}: --init {init.name} has {init.model[key]!r}, and --init fixes "
+                              f"the model; drop the option (or train a new pretrain run with it)")
+
+
+def resolve_config(req: TrainRequest, file_cfg: dict[str, Any], init: InitRun | None = None,
+                   pseudo_labels: tuple[str, str] | None = None) -> RunConfig:
     """The run's config, checked, before any folder exists: preset, then (semi-train) the recipe, then the
-    `--config` file, then the command-line options; the method's registry entry fixes its own fields last. The
-    recipe is the one the options name, else the file's, else the default."""
+    `--config` file, then the command-line options, then `--init`'s preset and model (a conflicting option is
+    refused) with no burn-in; the method's registry entry fixes its own fields last. The recipe is the one the
+    options name, else the file's, else the default. `init` and `pseudo_labels` (folder, sha256 of its
+    pseudo_labels.json) are recorded as the run's `inputs`."""
+    overrides, preset = req.overrides, req.new_run_preset
+    if init is not None:
+        check_init_conflicts(req, init, file_cfg)
+        preset = init.preset
+        overrides = merge(overrides, {"model": dict(init.model, encoder_pretrained=None),
+                                      "method": {"burn_in_epochs": 0}}, "--init")
     layers = [(file_cfg, str(req.config_file or "config"))]
     if req.stage == "semi-train":
         recipe = (req.overrides.get("method", {}).get("recipe") or file_cfg.get("method", {}).get("recipe")
                   or DEFAULT_RECIPE)
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
-    config = resolve(req.new_run_preset, req.overrides, "command-line options", layers)
+    config = resolve(preset, overrides, "command-line options", layers)
     config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
     if req.stage == "pretrain":  # the presets' method layers rescale semi-train schedules: not pretrain's
         config["method"] = merge(file_cfg.get("method") or {}, req.overrides.get("method") or {}, "method")
+    inputs = RunInputs(*((init.name, init.sha256) if init else (None, None)), *(pseudo_labels or (None, None)))
     try:
-        return RunConfig.build(req.new_run_preset, config, req.method)
+        return replace(RunConfig.build(preset, config, req.method), inputs=inputs)
     except MedrefError as exc:
         if req.config_file is None:
             raise

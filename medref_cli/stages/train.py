@@ -9,22 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.artifacts import RunStatus
-from medref_cli.config import TrainRequest
+from medref_cli.config import InitRun, TrainRequest
 from medref_cli.errors import MedrefError
 from medref_cli.training.setup import build
 from medref_cli.workspace import Workspace
 
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
-        init_state: dict[str, Any] | None = None) -> tuple[RunStatus, Path]:
+        init_state: dict[str, Any] | None = None, init: InitRun | None = None) -> tuple[RunStatus, Path]:
     """Train run `req` (new or `--resume`); `pseudo_labels`: a `pseudo-label` output added as labelled data;
-    `init_state`: model weights to start from (`semi-train --init`)."""
+    `init_state`: model weights to start from, and `init` what they bring to the config (`semi-train --init`)."""
     from medref_cli.pseudo_labels import extra_labeled
     from medref_cli.training.data import items
     from medref_cli.training.loop import fit
     from medref_cli.training.method import build_method
 
-    with build(req, ws, pseudo_labels) as s:
+    with build(req, ws, pseudo_labels, init) as s:
         if init_state is not None:
             s.ctx.model.load_state_dict(init_state)
         method = build_method(s.ctx)

@@ -13,6 +13,7 @@ from typing import Any
 
 from medref_cli.config import (
     CONFIG_VERSION,
+    InitRun,
     RunConfig,
     RunData,
     RunInputs,
@@ -25,7 +26,7 @@ from medref_cli.config import (
 from medref_cli.errors import MedrefError
 from medref_cli.training.device import flush_denormals, pick_device
 from medref_cli.training.tb_log import check_logger
-from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, release_lock
+from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, file_sha256, release_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,10 @@ class TrainSetup:
         self.log_handler = None
 
 
-def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> TrainSetup:
+def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
+          init: InitRun | None = None) -> TrainSetup:
     """Config, split, run folder (new or resumed), device, text encoder and model of one training run; every
-    input (`pseudo_labels` too) is checked before the split file or the run folder is written."""
+    input (`pseudo_labels`, `init` too) is checked before the split file or the run folder is written."""
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.splits import check_trainable
     from medref_cli.training.context import RunContext
@@ -90,7 +92,6 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
         from medref_cli.pseudo_labels import checked_set
 
         checked_set(pseudo_labels, manifest)
-    inputs = _inputs(req, ws, pseudo_labels) if not req.resume else None
     rank, world, local_rank = init_distributed()
     run = ws.runs / check_name(req.name or default_run_name(req, dataset, _slug(req.labeled)), "run name")
     if rank == 0:
@@ -109,8 +110,9 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     else:
         # preflight: the whole config, the logger, the device, the text encoder, the encoder and its weights are
         # resolved and built before the split file or the run folder exists, so a typo leaves nothing behind
-        config = replace(resolve_config(req, load_config_file(req.config_file) if req.config_file else {}),
-                         inputs=inputs)
+        recorded = (str(pseudo_labels.resolve()), file_sha256(pseudo_labels / "pseudo_labels.json")) \
+            if pseudo_labels is not None else None
+        config = resolve_config(req, load_config_file(req.config_file) if req.config_file else {}, init, recorded)
         check_logger(config.train.logger)
         device, text, model = _model(config, req.device, world, local_rank)
         spec, split_file = _split(ws, dataset, req, rank, world)
@@ -125,20 +127,6 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -
     ctx = RunContext(run=run, config=config, model=model, text=text,
                      device=device, status=status, rank=rank, world=world, progress=req.progress)
     return TrainSetup(ctx, spec, manifest, folder, handler, pseudo_labels)
-
-
-def _inputs(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None) -> RunInputs:
-    """What a new run records of its `--init` run and `--pseudo-labels` set: where they are, and their hashes."""
-    from medref_cli.training.run_dir import resolve_run
-    from medref_cli.workspace import file_sha256
-
-    init_run = init_sha = pl = pl_sha = None
-    if req.init_from:
-        init_dir = resolve_run(req.init_from, ws.runs)
-        init_run, init_sha = init_dir.name, file_sha256(init_dir / "checkpoint_best.pt")
-    if pseudo_labels is not None:
-        pl, pl_sha = str(pseudo_labels.resolve()), file_sha256(pseudo_labels / "pseudo_labels.json")
-    return RunInputs(init_run, init_sha, pl, pl_sha)
 
 
 def _resumed_pseudo_labels(run: Path, inputs: RunInputs, given: Path | None, manifest) -> Path | None:  # noqa: ANN001
