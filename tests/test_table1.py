@@ -224,7 +224,7 @@ def test_one_cell_then_collect(pipeline, tmp_path, cli):
 
 @pytest.mark.slow
 def test_failed_job_is_reported(pipeline, tmp_path):
-    cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=3), Workspace.resolve(tmp_path / "w"))
+    cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
     assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)
 
 
