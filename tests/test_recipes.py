@@ -124,6 +124,10 @@ def test_pretrain_takes_no_recipe_and_its_method_config_holds_its_loss():
     assert dice.method.sup_loss == "dice"  # a default the user may change
     fixed = resolve_config(_req(stage="pretrain", method="supervised"), {"method": {"recipe": "medref"}})
     assert fixed.method.recipe is None and fixed.train.anneal_factor == 1.0  # no recipe layer for pretrain
+    # it reads sup_loss only: another method field from a layer (a table1 profile's schedules) is not recorded,
+    # so its config equals the one an old run.json-era pretrain migrates to
+    noisy = resolve_config(_req(stage="pretrain", method="supervised"), {"method": {"burn_in_epochs": 3}})
+    assert noisy.method == cfg.method and noisy.method.burn_in_epochs == 5
 
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -290,3 +290,31 @@ def test_jobs_are_submitted_longest_first():
     assert [expected_cost(c) for c in cells] == [1.0, 2.0, 2.0, 5.0]
     assert [c.method for c in sorted(cells, key=expected_cost, reverse=True)][:3] == \
         ["supervised", "semi-medref-no-itcl", "cutmix"]
+
+
+def test_a_supervised_cell_from_before_the_run_spec_is_still_the_same_experiment(pipeline, tmp_path):
+    """A workspace's supervised cell written before config.yaml 3 (no method block, identity in run.json 1) is the
+    experiment its profile asks for (the profile's semi-train schedules are not pretrain's), so table1 reuses it."""
+    import yaml
+
+    from medref_cli.config import TrainRequest, resolve_config
+    from medref_cli.stages.table1_cells import check_same_experiment, ensure_dataset
+
+    ws = Workspace.resolve(tmp_path / "w")
+    ensure_dataset(ws, {"name": "qata-mini", "kind": "qata"}, "sample")
+    hash_ = json.loads((ws.dataset_dir("qata-mini") / "dataset.json").read_text())["dataset_hash"]
+    prof = load_profile(pipeline, "two")
+    req = TrainRequest(stage="pretrain", method="supervised", labeled="25%", dataset="qata-mini", seed=0,
+                       preset="tiny", overrides={k: dict(prof.get(k) or {}) for k in ("model", "train", "method")})
+    spec = resolve_config(req, {}).to_dict()
+    run = ws.runs / "t1-supervised-qata-mini-25pct-s0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"schema_version": 2, "preset": "tiny", "inputs": {},
+                                                     "config": {"model": spec["model"], "train": spec["train"]}}))
+    (run / "run.json").write_text(json.dumps({
+        "stage": "pretrain", "method": "supervised", "dataset": "qata-mini", "dataset_hash": hash_,
+        "split_file": "qata-mini-25pct-s0.json", "ratio": "25%", "seed": 0, "preset": "tiny",
+        "text_encoder": "minilm", "status": "finished", "epochs_done": 2}))
+    check_same_experiment(ws, run, req)  # no error: the same experiment
+    with pytest.raises(MedrefError, match="another experiment"):
+        check_same_experiment(ws, run, TrainRequest(**{**req.__dict__, "overrides": {"train": {"epochs": 9}}}))

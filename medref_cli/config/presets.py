@@ -70,6 +70,9 @@ class MethodSpec:
     # which key of checkpoint_best.pt holds which weights: `evaluated` (validated, evaluated, predicted with) and,
     # for a method with an EMA teacher, `teacher` (what `pseudo-label` uses by default)
     weights: dict[str, str] = field(default_factory=lambda: {"evaluated": "model"})
+    # the MethodConfig fields it reads, which the layers (preset, `--config`, options) may set; None: all. The
+    # others keep their defaults in its config, so a run records no value it never used
+    reads: tuple[str, ...] | None = None
 
 
 # The generic SSL baselines take nothing from the report in their training signal: no text-synchronised part,
@@ -82,7 +85,8 @@ _WITH_TEACHER = {"evaluated": "model", "teacher": "teacher"}
 METHODS: dict[str, MethodSpec] = {
     # no recipe (`recipe: null`): the recipes are semi-train layers; its loss is `sup_loss`, DiceCE by default
     "supervised": MethodSpec("labelled images only (`medref pretrain`)", "pretrain", _SUPERVISED,
-                             {**_NO_PARTS, "recipe": None, "eval_model": "student"}, {"sup_loss": "dice_ce"}),
+                             {**_NO_PARTS, "recipe": None, "eval_model": "student"}, {"sup_loss": "dice_ce"},
+                             reads=("sup_loss",)),
     "mean-teacher": MethodSpec("EMA teacher pseudo-labels the unlabelled images, no mixing, no side gate",
                                "semi-train", _TEACHER_STUDENT, _NO_PARTS, weights=_WITH_TEACHER),
     "cutmix": MethodSpec("mean teacher + random CutMix between unlabelled images, captions kept, no side gate",

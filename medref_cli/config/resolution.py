@@ -324,8 +324,9 @@ def resolve_config(req: TrainRequest, file_cfg: dict[str, Any], init: InitRun | 
         layers.insert(0, (recipe_layer(recipe), f"recipe {recipe}"))
     config = resolve(preset, overrides, "command-line options", layers)
     config["train"]["seed"] = req.new_run_seed  # draws the split, seeds training
-    if req.stage == "pretrain":  # the presets' method layers rescale semi-train schedules: not pretrain's
-        config["method"] = merge(file_cfg.get("method") or {}, req.overrides.get("method") or {}, "method")
+    reads = METHODS[req.method].reads if req.method in METHODS else None  # an unknown name: refused by build
+    if reads is not None:  # e.g. supervised: the layers' semi-train schedules are not its values
+        config["method"] = {k: v for k, v in (config.get("method") or {}).items() if k in reads}
     inputs = RunInputs(*((init.name, init.sha256) if init else (None, None)), *(pseudo_labels or (None, None)))
     try:
         return replace(RunConfig.build(preset, config, req.method), inputs=inputs)
