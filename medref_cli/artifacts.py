@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import Workspace, read_json, write_json_atomic
+from medref_cli.workspace import Workspace, read_json, safe_load_yaml, write_json_atomic
 
 DATASET_SCHEMA = 1
 SPLIT_SCHEMA = 1
@@ -38,7 +38,7 @@ Migrations = dict[int, Callable[[dict[str, Any], Path], dict[str, Any]]]
 
 
 def read_artifact(path: Path, producer: str) -> dict[str, Any]:
-    """The mapping in a JSON artifact, or in a YAML one (`.yaml`, read with `yaml.safe_load`)."""
+    """The mapping in a JSON artifact, or in a YAML one (`.yaml`, read with `workspace.safe_load_yaml`: a safe loader)."""
     if path.suffix != ".yaml":
         data = read_json(path, producer)
     else:
@@ -47,7 +47,7 @@ def read_artifact(path: Path, producer: str) -> dict[str, Any]:
         if not path.is_file():
             raise MedrefError(f"{path}: not found; run `{producer}` first")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = safe_load_yaml(path.read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

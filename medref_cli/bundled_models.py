@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medref_cli.errors import MedrefError
-from medref_cli.workspace import file_sha256
+from medref_cli.workspace import file_sha256, safe_load_yaml
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 # What every card states; `medref models` shows name, data, recipe, test Dice, text encoder.
@@ -47,7 +47,7 @@ def read_card(path: Path) -> ModelCard:
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise MedrefError(f"{path}: a model card starts with YAML front matter between two '---' lines")
     try:
-        fields = yaml.safe_load(text[4:].split("\n---\n", 1)[0])
+        fields = safe_load_yaml(text[4:].split("\n---\n", 1)[0])
     except yaml.YAMLError as exc:
         raise MedrefError(f"{path}: front matter is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(fields, dict):
@@ -75,11 +75,14 @@ def find(name: str, folder: Path = BUNDLED_DIR) -> ModelCard:
                       "lists them)")
 
 
-def verify(card: ModelCard) -> None:
-    """Refuse a weights file that is missing or whose sha256 is not the card's."""
+def verify(card: ModelCard) -> bytes:
+    """The weights file's bytes; a file that is missing or whose sha256 is not the card's is refused."""
+    import hashlib
+
     if not card.weights.is_file():
         raise MedrefError(f"{card.weights}: weights of bundled model {card.name!r} not found (reinstall medref)")
-    digest = file_sha256(card.weights)
+    data = card.weights.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != card.fields["sha256"]:
         raise MedrefError(f"{card.weights}: sha256 {digest[:16]}... does not match its card {card.path.name} "
                           f"({str(card.fields['sha256'])[:16]}...); the file was changed or damaged, reinstall medref")
@@ -91,8 +94,7 @@ def open_model(name: str, device: str = "auto", folder: Path = BUNDLED_DIR):  # 
     from medref_cli.training.device import place
 
     card = find(name, folder)
-    verify(card)
-    ckpt = checkpoint.load(card.weights)
+    ckpt = checkpoint.load(card.weights, data=verify(card))  # hash checked before anything is unpickled
     model, text = checkpoint.build_model(ckpt, card.weights)
     return model, text, place(model, text, device)
 

@@ -125,6 +125,14 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         raise _named(exc, path) from None
 
 
+def safe_load_yaml(text: str) -> Any:  # noqa: ANN401 - what the YAML holds
+    """`yaml.safe_load` through libyaml's parser where PyYAML has it (the same safe constructor, about ten times
+    faster: a table reads some hundred run specs)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
 def read_json(path: Path, produced_by: str) -> Any:
     """Read a JSON artifact; a missing file names the command that produces it."""
     if not path.is_file():

@@ -48,6 +48,29 @@ def test_the_seed_interval_is_wider_than_the_case_interval_when_seeds_disagree()
     assert width(g["ci_seeds_and_cases"]) > 3 * width(g["ci_cases"])
 
 
+def test_the_blocked_two_stage_bootstrap_equals_one_resample_at_a_time(monkeypatch):
+    """The seeds-and-images interval is computed on blocks of resamples; it equals the plain loop over the same
+    draws (seeds, then images, one resample after another), also when a block is smaller than the resamples."""
+    from medref_cli.stages import compare as cmp
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 400, (3, 57, 3)).astype(float), rng.integers(0, 400, (3, 57, 3)).astype(float)
+    a[:, :4] = 0  # empty truth and prediction: Dice 1 under the per-image protocol
+    metrics = {"global": lambda c: cmp._global_dice(c[..., 0], c[..., 1], c[..., 2]),
+               "per image": lambda c: cmp.per_image_dice(c).mean(-1)}
+    for name, metric in metrics.items():
+        draws = np.random.default_rng(7)
+        diffs = []
+        for _ in range(300):
+            s, c = draws.integers(0, 3, 3), draws.integers(0, 57, 57)
+            diffs.append((metric(a[s][:, c]) - metric(b[s][:, c])).mean())
+        want = np.quantile(diffs, [0.025, 0.975])
+        for block_values in (cmp.BLOCK_VALUES, 3 * 57 * 7):  # one block; blocks of 7 resamples
+            monkeypatch.setattr(cmp, "BLOCK_VALUES", block_values)
+            got = cmp._two_stage_ci(a, b, metric, 300, 7)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=name)
+
+
 def test_holm_matches_hand_computed_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5] and holm([0.6, 0.6]) == [1.0, 1.0]

@@ -166,6 +166,55 @@ def test_semi_train_and_pseudo_label(trained, cli):
     assert res.exit_code == 2 and "changed since run self-train started with it" in res.output
 
 
+def test_checkpoint_every_s_skips_latest_saves_and_a_resume_redoes_the_lost_epochs(tmp_path, monkeypatch):
+    """`train.checkpoint_every_s`: checkpoint_latest.pt only at a new best and the last epoch (a huge interval);
+    a crash after epoch 3 of 5 resumes from the older checkpoint, and the metrics equal an uninterrupted run's."""
+    from medref_cli.config import TrainRequest
+    from medref_cli.model import checkpoint
+    from medref_cli.stages import pretrain
+    from medref_cli.training import loop
+
+    write(tmp_path / "raw", SampleSpec("qata", n=24, size=64, seed=1))
+    ws = Workspace.resolve(tmp_path / "w")
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), ws)
+
+    def req(name, every, resume=False):  # val after epochs 2, 4 and 5 (1-based): no new best after epochs 1, 3
+        return TrainRequest(stage="pretrain", method="supervised", labeled="50%", dataset="s", preset="tiny",
+                            name=name, resume=resume, overrides={"train": {
+                                "epochs": 5, "val_every": 2, "zoom_prob": 1.0, "checkpoint_every_s": every}})
+
+    pretrain.run(req("full", 0.0), ws)
+    saved: list[int] = []
+    real_save, real_append = checkpoint.save, loop.append_metrics
+
+    def counting_save(path, payload):
+        if path.name == "checkpoint_latest.pt":
+            saved.append(payload["epoch"])
+        real_save(path, payload)
+
+    def crash_after_three(run, row):
+        real_append(run, row)
+        if len((run / "metrics.jsonl").read_text().splitlines()) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", counting_save)
+    monkeypatch.setattr(loop, "append_metrics", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.run(req("cut", 1e9), ws)
+    assert saved == [1]  # epoch 0 (0-based): no validation; epoch 1: the first best; epoch 2: no validation
+    monkeypatch.setattr(loop, "append_metrics", real_append)
+    pretrain.run(req("cut", 1e9, resume=True), ws)
+    assert "resumed from" in (ws.runs / "cut" / "log.txt").read_text() and saved[1] >= 3 and saved[-1] == 4
+    volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
+
+    def rows(name):
+        return [{k: v for k, v in json.loads(line).items() if k not in volatile}
+                for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(rows("cut")) == 5 and rows("cut") == rows("full")
+    assert "at epoch 2" in (ws.runs / "cut" / "log.txt").read_text()  # epoch 2 (0-based) was redone
+
+
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """Interrupt after epoch 2 of 4, resume: metrics identical to an uninterrupted run (CPU, same seed)."""
     from medref_cli.config import TrainRequest

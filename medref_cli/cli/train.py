@@ -127,7 +127,7 @@ def semi_train_options(
                       (no_cutmix, "cutmix")):
         if flag:
             method_ov[key] = False
-    return {"method": method, "init_from": init, "method_overrides": method_ov}
+    return {"method": method, "init_from": init, "overrides": {"method": method_ov}}
 
 
 def training_command(stage: str, own: Callable[..., dict[str, Any]], doc: str) -> Callable[..., None]:
@@ -141,10 +141,12 @@ def training_command(stage: str, own: Callable[..., dict[str, Any]], doc: str) -
         from medref_cli.stages import pretrain, semi_train
         from medref_cli.workspace import Workspace
 
-        fields = {**shared_options(**{k: v for k, v in kw.items() if k not in own_params}),
-                  **own(**{k: v for k, v in kw.items() if k in own_params})}
+        shared_fields = shared_options(**{k: v for k, v in kw.items() if k not in own_params})
+        own_fields = own(**{k: v for k, v in kw.items() if k in own_params})
+        # both give TrainRequest fields; `overrides` is merged section by section (model / train; method)
+        fields = {**shared_fields, **own_fields,
+                  "overrides": {**shared_fields["overrides"], **own_fields.get("overrides", {})}}
         workdir, pseudo_labels = fields.pop("workdir"), fields.pop("pseudo_labels")
-        fields["overrides"]["method"] = fields.pop("method_overrides", {})
         req = TrainRequest(stage=stage, **fields)
         status, run = (pretrain if stage == "pretrain" else semi_train).run(req, Workspace.resolve(workdir),
                                                                           pseudo_labels)

@@ -57,7 +57,7 @@ DEFAULT_SEED = 42
 # What `--resume` may change (applied, and written to the run's config.yaml); any other change is refused.
 RESUMABLE = {("train", "epochs"), ("train", "max_minutes"), ("train", "patience"), ("train", "min_epochs"),
              ("train", "min_delta"), ("train", "logger"),
-             ("train", "threads"), ("train", "num_workers")}
+             ("train", "threads"), ("train", "num_workers"), ("train", "checkpoint_every_s")}
 
 
 @dataclass(kw_only=True)
@@ -93,13 +93,15 @@ CONFIG_SECTIONS = ("model", "train", "method")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping (read with `yaml.safe_load`)."""
+    """A YAML file whose top level is a mapping (read with `workspace.safe_load_yaml`: a safe loader)."""
     import yaml
+
+    from medref_cli.workspace import safe_load_yaml
 
     if not path.is_file():
         raise MedrefError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise MedrefError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

@@ -64,6 +64,9 @@ class TrainConfig:
     text_cache_size: int = 4096  # distinct reports whose frozen text features are kept
     threads: int | None = None  # torch intra-op threads on CPU (None: torch default)
     logger: str = "none"  # none | tensorboard (<run>/tensorboard/, needs the tensorboard extra)
+    # checkpoint_latest.pt after an epoch at most this often, in seconds (0: every epoch); an epoch with a new best
+    # model and the run's last epoch are always written, so a crash loses at most this much training
+    checkpoint_every_s: float = 0.0
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -106,8 +109,8 @@ RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("epochs", "batch_size", "batch_size_unlabeled", "patience", "val_every", "min_steps_per_epoch",
       "steps_per_epoch", "val_max_images", "threads", "in_channels", "max_tokens", "num_heads",
       "head_channels", "proj_dim", "mix_block"), lambda v: v >= 1, ">= 1"),
-    (("warmup_epochs", "min_epochs", "min_delta", "num_workers", "text_cache_size", "burn_in_epochs",
-      "unsup_ramp_epochs", "ema_ramp_epochs",
+    (("warmup_epochs", "min_epochs", "min_delta", "num_workers", "text_cache_size", "checkpoint_every_s",
+      "burn_in_epochs", "unsup_ramp_epochs", "ema_ramp_epochs",
       "weight_decay", "unsup_weight", "itc_weight_labeled", "itc_weight_unlabeled"), lambda v: v >= 0, ">= 0"),
     (("lr", "anneal_factor", "max_minutes", "itc_tau"), lambda v: v > 0, "> 0"),
     (("zoom_prob", "hflip_prob", "pseudo_thresh", "pseudo_thresh_no_mix", "conf_thresh", "pos_aug_p", "mix_prob",

@@ -29,11 +29,14 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    if not path.is_file():
+def load(path: Path, map_location: str | torch.device = "cpu", data: bytes | None = None) -> dict[str, Any]:
+    """The checkpoint in `path` (`data`: its bytes, when the caller has read them already)."""
+    import io
+
+    if data is None and not path.is_file():
         raise MedrefError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         raise MedrefError(f"{path}: not a loadable medref checkpoint ({reason})") from None
@@ -42,6 +45,16 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     if ckpt.get("version") != VERSION:
         raise MedrefError(f"{path}: checkpoint version {ckpt.get('version')!r} is not supported (expected {VERSION})")
     return ckpt
+
+
+def load_hashed(path: Path) -> tuple[dict[str, Any], str]:
+    """(checkpoint on the CPU, sha256 of its file), the file read once."""
+    import hashlib
+
+    if not path.is_file():
+        raise MedrefError(f"{path}: checkpoint not found")
+    data = path.read_bytes()
+    return load(path, "cpu", data), hashlib.sha256(data).hexdigest()
 
 
 def build_model(ckpt: dict[str, Any], path: Path, text_encoder_override: str | None = None):  # noqa: ANN201

@@ -7,6 +7,7 @@ resolution with the encoder skip feature.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -14,17 +15,20 @@ from monai.networks.blocks import UnetrUpBlock
 from torch import nn
 
 
+@functools.lru_cache(maxsize=64)
 def sincos_positions(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
-    """2-D sinusoidal position codes, `(h*w, dim)` float32; half the channels encode y, half x."""
-    quarter = dim // 4
-    freq = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1))
-    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freq[None]
-    xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freq[None]
-    pos_y = torch.cat([ys.sin(), ys.cos()], dim=1)[:, None, :].expand(h, w, 2 * quarter)
-    pos_x = torch.cat([xs.sin(), xs.cos()], dim=1)[None, :, :].expand(h, w, 2 * quarter)
-    pos = torch.cat([pos_y, pos_x], dim=-1).reshape(h * w, 4 * quarter)
-    if pos.shape[1] < dim:
-        pos = torch.cat([pos, pos.new_zeros(h * w, dim - pos.shape[1])], dim=1)
+    """2-D sinusoidal position codes, `(h*w, dim)` float32; half the channels encode y, half x. Computed once
+    per shape and device (every forward of every stage asks); callers must not change the tensor in place."""
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, even when first asked under inference
+        quarter = dim // 4
+        freq = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1))
+        ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freq[None]
+        xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freq[None]
+        pos_y = torch.cat([ys.sin(), ys.cos()], dim=1)[:, None, :].expand(h, w, 2 * quarter)
+        pos_x = torch.cat([xs.sin(), xs.cos()], dim=1)[None, :, :].expand(h, w, 2 * quarter)
+        pos = torch.cat([pos_y, pos_x], dim=-1).reshape(h * w, 4 * quarter)
+        if pos.shape[1] < dim:
+            pos = torch.cat([pos, pos.new_zeros(h * w, dim - pos.shape[1])], dim=1)
     return pos
 
 

@@ -7,6 +7,7 @@ hits). `[UNK_POS]` (PosAug's mask token) is mapped to the tokenizer's own mask t
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections import OrderedDict
@@ -39,6 +40,30 @@ def resolve_source(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
+@functools.lru_cache(maxsize=2)
+def _load(name: str):  # noqa: ANN202 - (tokenizer, model)
+    """(tokenizer, frozen model in eval mode) of `name`, loaded once per process: the runs of a table1 worker or a
+    test session share the weights (each encoder keeps its own feature cache)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    source = resolve_source(name)
+    local = Path(source).exists()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        where = "folder" if local else "hub id (not in the local cache; medref runs offline)"
+        raise MedrefError(
+            f"text encoder {name!r}: cannot load {where} ({exc.__class__.__name__}); "
+            f"pass --text-encoder DIR (or set model.text_encoder in --config) to a local Hugging Face encoder"
+        ) from None
+    return tokenizer, model.eval().requires_grad_(False)
+
+
 class FrozenTextEncoder(torch.nn.Module):
     """Caption strings -> token features `(B, L, D)` float32 and padding mask `(B, L)` bool (True = token).
 
@@ -47,24 +72,7 @@ class FrozenTextEncoder(torch.nn.Module):
 
     def __init__(self, name: str = MINILM, max_tokens: int = 24, cache_size: int = 4096) -> None:
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        source = resolve_source(name)
-        local = Path(source).exists()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = AutoModel.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            where = "folder" if local else "hub id (not in the local cache; medref runs offline)"
-            raise MedrefError(
-                f"text encoder {name!r}: cannot load {where} ({exc.__class__.__name__}); "
-                f"pass --text-encoder DIR (or set model.text_encoder in --config) to a local Hugging Face encoder"
-            ) from None
-        model.eval().requires_grad_(False)
+        self.tokenizer, model = _load(name)
         object.__setattr__(self, "encoder", model)  # kept out of state_dict and parameters()
         self.name = name
         self.max_tokens = max_tokens

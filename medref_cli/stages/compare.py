@@ -33,6 +33,7 @@ from medref_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
 RESAMPLES = 5000
+BLOCK_VALUES = 1 << 21  # (seed, image) pairs per block of the two-stage bootstrap: ~50 MB of counts a side
 # what the runs of one side share (their config.yaml): all but the seed
 SAME_DEFINITION = {"stage": lambda c: c.stage, "method": lambda c: c.method.name, "dataset": lambda c: c.data.dataset,
                    "dataset_hash": lambda c: c.data.dataset_hash, "ratio": lambda c: c.data.ratio,
@@ -144,13 +145,17 @@ def _ci(data: tuple[np.ndarray, ...], statistic: Any, resamples: int, seed: int)
 
 def _two_stage_ci(a: np.ndarray, b: np.ndarray, metric: Any, resamples: int, seed: int) -> list[float]:
     """Seeds (paired by number), then images, drawn with replacement: the percentile interval of the mean
-    difference `metric(a) - metric(b)`; `a`, `b` `(k, n, 3)`, `metric` `(k', n', 3) -> (k',)`."""
+    difference `metric(a) - metric(b)`; `a`, `b` `(k, n, 3)`, `metric` `(..., k', n', 3) -> (..., k')`. The draws
+    come one resample after another (seeds, then images); the metric runs on blocks of resamples at once."""
     rng = np.random.default_rng(seed)
     k, n = a.shape[:2]
+    draws = [(rng.integers(0, k, k), rng.integers(0, n, n)) for _ in range(resamples)]
+    block = max(1, BLOCK_VALUES // (k * n))
     diffs = np.empty(resamples)
-    for r in range(resamples):
-        s, c = rng.integers(0, k, k), rng.integers(0, n, n)
-        diffs[r] = (metric(a[s][:, c]) - metric(b[s][:, c])).mean()
+    for start in range(0, resamples, block):
+        part = draws[start:start + block]
+        s, c = np.stack([d[0] for d in part])[:, :, None], np.stack([d[1] for d in part])[:, None, :]
+        diffs[start:start + len(part)] = (metric(a[s, c]) - metric(b[s, c])).mean(-1)
     lo, hi = np.quantile(diffs, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return [float(lo), float(hi)]
 

@@ -21,12 +21,10 @@ def init_run(req: TrainRequest, ws: Workspace) -> tuple[InitRun, dict[str, Any]]
     """`--init RUN`: what it brings to the config (`config.InitRun`) and the model weights it starts from."""
     from medref_cli.model import checkpoint
     from medref_cli.training.run_dir import resolve_run
-    from medref_cli.workspace import file_sha256
 
     init_dir = resolve_run(req.init_from, ws.runs)
-    path = init_dir / "checkpoint_best.pt"
-    ckpt = checkpoint.load(path)
-    return InitRun(init_dir.name, file_sha256(path), ckpt["preset"], dict(ckpt["config"]["model"])), ckpt["model"]
+    ckpt, sha256 = checkpoint.load_hashed(init_dir / "checkpoint_best.pt")
+    return InitRun(init_dir.name, sha256, ckpt["preset"], dict(ckpt["config"]["model"])), ckpt["model"]
 
 
 def run(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None) -> tuple[RunStatus, Path]:

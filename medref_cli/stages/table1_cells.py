@@ -23,7 +23,8 @@ from medref_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-NOT_RESULTS = {("train", "logger"), ("train", "threads"), ("train", "num_workers")}  # not compared
+NOT_RESULTS = {("train", "logger"), ("train", "threads"), ("train", "num_workers"),  # not compared
+               ("train", "checkpoint_every_s")}
 
 
 def resolve_raw(spec: str, cli_raw: Path | None, name: str) -> Path | str:

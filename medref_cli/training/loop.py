@@ -3,7 +3,8 @@
 
 Per epoch: seeded shuffles (seed, epoch) so a resumed run replays exactly; AdamW + per-step cosine
 schedule; AMP on CUDA; validation Dice on **val** only (early stopping, best checkpoint);
-`checkpoint_latest.pt` every epoch; one `metrics.jsonl` row; the curve PNG. Under `torchrun` each rank
+`checkpoint_latest.pt` after every epoch (or at most every `train.checkpoint_every_s`, and at a new best and the
+end); one `metrics.jsonl` row; the curve PNG. Under `torchrun` each rank
 takes its shard of every batch list and rank 0 alone writes.
 """
 
@@ -144,12 +145,13 @@ def _cuda_memory(device: torch.device) -> dict[str, float]:
 
 def check_finite_loss(row: dict[str, Any], run: Path) -> None:
     """Stop with a one-line error when an epoch's mean training loss is not finite (a diverged run: NaN from then
-    on). The epoch's row and checkpoint are not written; `checkpoint_latest.pt` holds the last good epoch."""
+    on). The epoch's row and checkpoint are not written; `checkpoint_latest.pt` holds a good epoch (the last one
+    unless `train.checkpoint_every_s` skipped some)."""
     bad = {k: v for k, v in row.items() if k.startswith("loss") and isinstance(v, float) and not math.isfinite(v)}
     if bad:
         name, value = next(iter(bad.items()))
         raise MedrefError(f"{run}: epoch {row['epoch']}: {name} is {value} (not finite): training diverged; lower "
-                          f"train.lr or check the data (the last good epoch is in checkpoint_latest.pt)")
+                          f"train.lr or check the data (checkpoint_latest.pt holds a good epoch)")
 
 
 def steps_per_epoch(cfg: TrainConfig, n_labeled: int, n_unlabeled: int, world: int = 1) -> int:
@@ -244,6 +246,7 @@ class _Trainer:
         self.tb = TensorBoardLog(ctx.run) if ctx.is_main and cfg.logger == "tensorboard" else None
         self.t0 = time.time()
         self.plotted = 0.0  # when curve.png was last drawn (`CURVE_EVERY_S`)
+        self.saved = time.time()  # when checkpoint_latest.pt was last written (or the run (re)started)
 
     def restore(self) -> None:
         state = checkpoint.load(self.latest, self.ctx.device)
@@ -263,6 +266,7 @@ class _Trainer:
         if resume:
             self.restore()
         self.t0 = time.time() - self.progress.elapsed
+        self.saved = time.time()
         log.info("%s: %d labelled, %d unlabelled, %d val images; %d steps/epoch, %d epochs, device %s",
                  self.method.name, len(self.ds_l), len(self.ds_u) if self.ds_u else 0, self.n_val, self.steps,
                  self.cfg.epochs, ctx.device)
@@ -328,9 +332,10 @@ class _Trainer:
                 group["lr"] = base * self.sched.lr_lambdas[0](at)
 
     def validate_and_checkpoint(self, epoch: int, row: dict[str, Any]) -> str | None:
-        """Rank 0: validate when due, keep the best, write the latest checkpoint and the epoch's row; returns
-        the stop reason, if any."""
+        """Rank 0: validate when due, keep the best, write the latest checkpoint (when `train.checkpoint_every_s`
+        says so) and the epoch's row; returns the stop reason, if any."""
         ctx, cfg, method, progress = self.ctx, self.cfg, self.method, self.progress
+        improved = False
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
             shown: list = []
             val = validate(method.eval_module(ctx.model), ctx.text, self.ds_val, ctx.device, ctx.amp(),
@@ -341,20 +346,25 @@ class _Trainer:
             row.update({"val_dice_global": dice, "val_iou_global": val["global"]["iou"],
                         "val_dice_per_image": val["per_image"]["dice"],
                         "val_i2t_zone_top1": val["i2t_zone_top1"], "val_i2t_zone_chance": val["i2t_zone_chance"]})
-            if progress.record(epoch, dice, cfg.min_delta):
+            improved = progress.record(epoch, dice, cfg.min_delta)
+            if improved:
                 _save_best(ctx, method, ctx.model, epoch, dice)
         progress.elapsed = time.time() - self.t0
         row["elapsed_s"] = round(progress.elapsed, 1)
-        checkpoint.save(self.latest, {
-            **_identity(ctx, method), "model": ctx.model.state_dict(), "epoch": epoch,
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "scaler": self.scaler.state_dict(), "method_state": method.state_dict(), "best": progress.best,
-            "best_epoch": progress.best_epoch, "bad": progress.bad, "elapsed": progress.elapsed,
-            "anchor": progress.anchor,
-            "row": row,  # metrics.jsonl's row of this epoch, put back on resume if the append below is lost
-        })
+        reason = stop_reason(cfg, progress, progress.elapsed)
+        # the best model's epoch is never ahead of the latest checkpoint: a resume redoes no epoch past the best
+        if improved or reason or epoch + 1 == cfg.epochs or time.time() - self.saved >= cfg.checkpoint_every_s:
+            checkpoint.save(self.latest, {
+                **_identity(ctx, method), "model": ctx.model.state_dict(), "epoch": epoch,
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(), "method_state": method.state_dict(), "best": progress.best,
+                "best_epoch": progress.best_epoch, "bad": progress.bad, "elapsed": progress.elapsed,
+                "anchor": progress.anchor,
+                "row": row,  # metrics.jsonl's row of this epoch, put back on resume if the append below is lost
+            })
+            self.saved = time.time()
         self._write_epoch(epoch, row)
-        return stop_reason(cfg, progress, progress.elapsed)
+        return reason
 
     def _write_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         ctx = self.ctx

@@ -9,10 +9,9 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medref_cli.config import (
-    CONFIG_VERSION,
     InitRun,
     RunConfig,
     RunData,
@@ -27,6 +26,9 @@ from medref_cli.errors import MedrefError
 from medref_cli.training.device import flush_denormals, pick_device
 from medref_cli.training.tb_log import check_logger
 from medref_cli.workspace import Workspace, acquire_lock, check_name, check_unlocked, file_sha256, release_lock
+
+if TYPE_CHECKING:
+    from medref_cli.artifacts import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -178,36 +180,34 @@ def _split(ws: Workspace, dataset: str, req: TrainRequest, rank: int, world: int
 
 
 def _resume(req: TrainRequest, run: Path, manifest, rank: int):  # noqa: ANN001, ANN202
-    """(RunConfig, RunStatus, applied changes) of the run to continue; config.yaml records the changes, and a
-    config.yaml of an older version is rewritten in the current one before run.json is (a version-1 run.json
-    held the identity an old config.yaml lacks)."""
+    """(RunConfig, RunStatus, applied changes) of the run to continue. config.yaml is rewritten: it records the
+    changes, and one of an older version is upgraded to the current one before run.json is rewritten (a version-1
+    run.json held the identity an old config.yaml lacks); a current one without changes keeps its bytes."""
     from medref_cli.artifacts import load_run
 
     if not (run / "checkpoint_latest.pt").is_file():
         raise MedrefError(f"{run}: nothing to resume (no checkpoint_latest.pt); start without --resume")
     if rank == 0:
         acquire_lock(run)  # held from here to the end of training
-    was, old_version = _saved_config(run)
+    was = _saved_config(run)
     if was.data.dataset_hash != manifest.dataset_hash:
         raise MedrefError(f"{run}: dataset {was.data.dataset!r} changed since this run started; it cannot be resumed")
     config, applied = resume_config(req, run, was, load_config_file(req.config_file) if req.config_file else {})
     check_logger(config.train.logger)
-    if (applied or old_version) and rank == 0:
+    if rank == 0:
         _write_config(run, config)
     return config, load_run(run), applied
 
 
-def _saved_config(run: Path) -> tuple[RunConfig, bool]:
-    """(the run's `config.yaml`, written by an older version), checked: a field edited by hand since the last
+def _saved_config(run: Path) -> RunConfig:
+    """The run's `config.yaml`, checked: a field edited by hand since the last
     checkpoint that `--resume` may not change is a one-line error naming it (the checkpoint holds the config it
     ran with)."""
-    from medref_cli.artifacts import read_artifact
-    from medref_cli.config import RESUMABLE, RUN_PRODUCER, load_run_config, plain_value
+    from medref_cli.config import RESUMABLE, load_run_config, plain_value
     from medref_cli.model import checkpoint
 
     path = run / "config.yaml"
     written = load_run_config(run)
-    old_version = read_artifact(path, RUN_PRODUCER).get("schema_version", 1) != CONFIG_VERSION
     now_cfg = written.to_dict()
     ran = checkpoint.load(run / "checkpoint_latest.pt").get("config") or {}
     for section, values in ran.items():
@@ -216,7 +216,7 @@ def _saved_config(run: Path) -> tuple[RunConfig, bool]:
             if plain_value(now) != plain_value(value) and (section, key) not in RESUMABLE:
                 raise MedrefError(f"{path}: {section}.{key} was edited ({value!r} -> {now!r}) since the run's last "
                                   f"checkpoint; --resume cannot change it; put it back, or start a new run (--name)")
-    return written, old_version
+    return written
 
 
 def _write_config(run: Path, config: RunConfig) -> None:
@@ -226,7 +226,7 @@ def _write_config(run: Path, config: RunConfig) -> None:
     write_bytes_atomic(run / "config.yaml", config.to_yaml())
 
 
-def _new_run(req: TrainRequest, run: Path, split_file: Path, config: RunConfig, rank: int) -> Any:
+def _new_run(req: TrainRequest, run: Path, split_file: Path, config: RunConfig, rank: int) -> RunStatus:
     """The new run's folder: its spec (config.yaml), its split (split.json) and its status (run.json)."""
     from medref_cli.artifacts import RunStatus
 
