@@ -215,6 +215,34 @@ def test_checkpoint_every_s_skips_latest_saves_and_a_resume_redoes_the_lost_epoc
     assert "at epoch 2" in (ws.runs / "cut" / "log.txt").read_text()  # epoch 2 (0-based) was redone
 
 
+def test_val_batch_size_batches_validation_and_keeps_its_figures(tmp_path, monkeypatch):
+    """`train.val_batch_size`: validation runs in batches of that many images; the val figures match the default
+    batches' to float noise (another batch size may change a probability in its last bits)."""
+    from medref_cli.config import TrainRequest
+    from medref_cli.stages import pretrain
+    from medref_cli.training import loop
+
+    write(tmp_path / "raw", SampleSpec("qata", n=40, size=64, seed=1))
+    ws = Workspace.resolve(tmp_path / "w")
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), ws)
+    batches: list[int] = []
+    real_validate = loop.validate
+
+    def recording(module, text, ds, device, amp, batch, *args, **kw):
+        batches.append(batch)
+        return real_validate(module, text, ds, device, amp, batch, *args, **kw)
+
+    monkeypatch.setattr(loop, "validate", recording)
+    rows = {}
+    for name, every in (("default", None), ("one-batch", 64)):
+        pretrain.run(TrainRequest(stage="pretrain", method="supervised", labeled="50%", dataset="s", preset="tiny",
+                                  name=name, overrides={"train": {"epochs": 2, "val_batch_size": every}}), ws)
+        rows[name] = [json.loads(line) for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
+    assert batches == [8, 8, 64, 64]  # the tiny preset's batch_size, then val_batch_size
+    for a, b in zip(rows["default"], rows["one-batch"], strict=True):
+        assert a["loss_sup"] == b["loss_sup"] and a["val_dice_global"] == pytest.approx(b["val_dice_global"], abs=1e-4)
+
+
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """Interrupt after epoch 2 of 4, resume: metrics identical to an uninterrupted run (CPU, same seed)."""
     from medref_cli.config import TrainRequest

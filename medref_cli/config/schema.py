@@ -51,6 +51,7 @@ class TrainConfig:
     min_steps_per_epoch: int = 1  # pretrain: at least this many steps per epoch on a tiny labelled set
     steps_per_epoch: int | None = None  # fixed epoch length (None: one pass over labelled / unlabelled data)
     val_max_images: int | None = None  # cap val images per evaluation (None: all)
+    val_batch_size: int | None = None  # images per validation forward pass (None: batch_size); more is faster
     # wall-clock budget in minutes: stops after the epoch that crosses it, and the cosine schedule then
     # follows max(step share, time share) so a budgeted run still ends annealed
     max_minutes: float | None = None
@@ -107,7 +108,7 @@ def _type_name(hint: Any) -> str:
 # Value ranges, checked with the types before any folder exists: (fields, test, what the test asks).
 RANGES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("epochs", "batch_size", "batch_size_unlabeled", "patience", "val_every", "min_steps_per_epoch",
-      "steps_per_epoch", "val_max_images", "threads", "in_channels", "max_tokens", "num_heads",
+      "steps_per_epoch", "val_max_images", "val_batch_size", "threads", "in_channels", "max_tokens", "num_heads",
       "head_channels", "proj_dim", "mix_block"), lambda v: v >= 1, ">= 1"),
     (("warmup_epochs", "min_epochs", "min_delta", "num_workers", "text_cache_size", "checkpoint_every_s",
       "burn_in_epochs", "unsup_ramp_epochs", "ema_ramp_epochs",

@@ -339,7 +339,7 @@ class _Trainer:
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
             shown: list = []
             val = validate(method.eval_module(ctx.model), ctx.text, self.ds_val, ctx.device, ctx.amp(),
-                           cfg.batch_size, shown if self.tb else None)
+                           cfg.val_batch_size or cfg.batch_size, shown if self.tb else None)
             if self.tb and shown:
                 self.tb.image("val/overlays (red: prediction, green: truth)", overlay_grid(shown), epoch)
             dice = val["global"]["dice"]
