@@ -45,13 +45,6 @@ profiles:
     seeds: [0]
     train: {epochs: 1, steps_per_epoch: 1}
     model: {no_such_field: 1}
-  no-raw:
-    preset: tiny
-    datasets:
-      - {name: q, kind: qata, raw: $RAW}
-    ratios: ["25%"]
-    methods: [supervised]
-    seeds: [0]
 """
 
 
@@ -233,19 +226,6 @@ def test_one_cell_then_collect(pipeline, tmp_path, cli):
 def test_failed_job_is_reported(pipeline, tmp_path):
     cells, out = run(Table1Config("broken", pipeline, launcher="local", jobs=2), Workspace.resolve(tmp_path / "w"))
     assert [c.status for c in cells] == ["failed"] * 3 and all("no_such_field" in c.error for c in cells)
-
-
-@pytest.mark.slow
-def test_a_dataset_that_cannot_be_prepared_stops_the_local_pool_too(pipeline, tmp_path):
-    """`--launcher local` starts its workers before the datasets are prepared (they import meanwhile); a raw folder
-    that is not there is the one-line error, and no worker process is left behind."""
-    import multiprocessing
-
-    cfg = Table1Config("no-raw", pipeline, launcher="local", jobs=2, raw=tmp_path / "nowhere")
-    with pytest.raises(MedrefError, match="nowhere"):
-        run(cfg, Workspace.resolve(tmp_path / "w"))
-    assert not multiprocessing.active_children()
-    assert not (tmp_path / "w" / "runs").exists() or not any((tmp_path / "w" / "runs").iterdir())
 
 
 @pytest.mark.slow

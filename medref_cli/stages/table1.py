@@ -21,27 +21,18 @@ def run(cfg: Table1Config, ws: Workspace) -> tuple[list[Cell], Path]:
     """Run (or, with `collect`, gather) every cell, then write the table. `launcher`: `inline` runs the cells one
     after another in this process; `local` / `slurm` submit one submitit job per cell, at most `jobs` at a time."""
     pipeline, prof, cells = matrix(cfg)
-    pool = None
-    if not cfg.collect and cfg.launcher == "local":
-        from medref_cli.stages.table1_jobs import local_pool
+    if not cfg.collect:
+        for ds in prof["datasets"]:  # before any job: parallel cells must not prepare the same dataset twice
+            if any(c.dataset == ds["name"] for c in cells):
+                ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
+    t_start = time.time()
+    if cfg.launcher == "inline" or cfg.collect:
+        for k, cell in enumerate(cells, 1):
+            run_guarded(ws, prof, cell, cfg.collect, f"{k}/{len(cells)}")
+    else:
+        from medref_cli.stages.table1_jobs import submit_all
 
-        pool = local_pool(cfg)  # the workers start and import while the datasets are prepared
-    try:
-        if not cfg.collect:
-            for ds in prof["datasets"]:  # before any job: parallel cells must not prepare the same dataset twice
-                if any(c.dataset == ds["name"] for c in cells):
-                    ensure_dataset(ws, ds, resolve_raw(str(ds["raw"]), cfg.raw, ds["name"]))
-        t_start = time.time()
-        if cfg.launcher == "inline" or cfg.collect:
-            for k, cell in enumerate(cells, 1):
-                run_guarded(ws, prof, cell, cfg.collect, f"{k}/{len(cells)}")
-        else:
-            from medref_cli.stages.table1_jobs import submit_all
-
-            submit_all(cfg, ws, pipeline, cells, pool)
-    finally:
-        if pool is not None:  # a dataset that cannot be prepared stops the matrix before any cell
-            pool.shutdown()
+        submit_all(cfg, ws, pipeline, cells)
     out = ws.results / "table1" / cfg.profile
     if cfg.only is None:
         write_outputs(out, cfg.profile, prof, cells, ws, time.time() - t_start)

@@ -63,17 +63,10 @@ def expected_cost(cell: Cell) -> float:
 
 
 def _worker_init(threads: int) -> None:
-    """A local worker process: its share of the cores, for torch and for OpenMP (set before torch loads); then
-    what every cell imports (torch, MONAI, transformers: seconds), while the main process prepares the datasets."""
+    """A local worker process: its share of the cores, for torch and for OpenMP (set before torch loads)."""
     import os
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import medref_cli.stages.evaluate  # noqa: F401
-    import medref_cli.stages.train  # noqa: F401
-
-
-def _ready() -> None:
-    """The warm-up task: a worker that ran it has started and imported (`_worker_init`)."""
 
 
 class _LocalPool:
@@ -83,13 +76,6 @@ class _LocalPool:
 
     def __init__(self, jobs: int, threads: int) -> None:
         self.jobs, self.threads, self.count, self.pool = jobs, threads, 0, None
-
-    def start(self) -> _LocalPool:
-        """Start the workers now (a pool starts one per submission otherwise): they import while the caller
-        prepares the datasets."""
-        for _ in range(self.jobs):
-            self._pool().submit(_ready)
-        return self
 
     def submit(self, fn: Any, *args: Any) -> Any:  # noqa: ANN401 - a concurrent.futures.Future
         from concurrent.futures.process import BrokenProcessPool
@@ -138,26 +124,19 @@ def _executor(cfg: Table1Config, folder: Path):  # noqa: ANN202 - submitit.Execu
     return executor
 
 
-def local_pool(cfg: Table1Config) -> _LocalPool | None:
-    """`--launcher local`: its pool of workers, started (`_LocalPool.start`); other launchers: None."""
-    if cfg.launcher != "local":
-        return None
-    return _LocalPool(max(1, cfg.jobs), shared_threads(cfg.jobs)).start()
-
-
-def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cell],
-               pool: _LocalPool | None = None) -> None:
-    """Run `cells` as jobs, `cfg.jobs` at a time (`--launcher local`: on `pool`, or a new one); fills each cell's
-    status, error and summary. The pool is shut down at the end."""
+def submit_all(cfg: Table1Config, ws: Workspace, pipeline: Path, cells: list[Cell]) -> None:
+    """Run `cells` as jobs, `cfg.jobs` at a time; fills each cell's status, error and summary."""
     from dataclasses import replace
 
     folder = ws.results / "table1" / cfg.profile / "jobs"
     job_cfg = replace(cfg, pipeline=pipeline, launcher="inline")
-    executor = pool or local_pool(cfg) or _executor(cfg, folder)
-    threads = executor.threads if isinstance(executor, _LocalPool) else None
+    threads = shared_threads(cfg.jobs) if cfg.launcher == "local" else None
     if threads:
         folder.mkdir(parents=True, exist_ok=True)
-        log.info("%d cells at a time, %d torch thread(s) each", executor.jobs, threads)
+        executor = _LocalPool(max(1, cfg.jobs), threads)
+        log.info("%d cells at a time, %d torch thread(s) each", max(1, cfg.jobs), threads)
+    else:
+        executor = _executor(cfg, folder)
     try:
         _run_jobs(executor, cfg, ws, job_cfg, cells, threads, folder)
     finally:
