@@ -335,8 +335,8 @@ class _Trainer:
         """Rank 0: validate when due, keep the best, write the latest checkpoint (when `train.checkpoint_every_s`
         says so) and the epoch's row; returns the stop reason, if any."""
         ctx, cfg, method, progress = self.ctx, self.cfg, self.method, self.progress
-        improved = False
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+        improved, last = False, epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.val_every == 0 or last:
             shown: list = []
             val = validate(method.eval_module(ctx.model), ctx.text, self.ds_val, ctx.device, ctx.amp(),
                            cfg.val_batch_size or cfg.batch_size, shown if self.tb else None)
@@ -353,7 +353,7 @@ class _Trainer:
         row["elapsed_s"] = round(progress.elapsed, 1)
         reason = stop_reason(cfg, progress, progress.elapsed)
         # the best model's epoch is never ahead of the latest checkpoint: a resume redoes no epoch past the best
-        if improved or reason or epoch + 1 == cfg.epochs or time.time() - self.saved >= cfg.checkpoint_every_s:
+        if improved or reason or last or time.time() - self.saved >= cfg.checkpoint_every_s:
             checkpoint.save(self.latest, {
                 **_identity(ctx, method), "model": ctx.model.state_dict(), "epoch": epoch,
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
