@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv  # the whole suite on TEST_WORKERS pytest-xdist workers (the cores shared out as torch threads)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: venv  # pure functions, CLI and small artifacts: under 90 s on 2 cores
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

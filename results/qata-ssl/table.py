@@ -9,6 +9,8 @@
    summary (qata-ratios' cells, whose checkpoints were not kept), from the seeds alone (paired by seed: a t
    interval over the seed differences and a paired t-test p), marked "seeds". The p-values of the whole table
    are Holm-adjusted together. Only seeds both sides finished are paired.
+3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL) the default semi-train minus its ablation
+   at 2 % (the part's effect; positive: the part helps), with the same statistics; Holm-adjusted across the three.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
 ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
          "semi-medref-no-pos-aug", "semi-medref-no-itcl")
 RATIOS = ("1pct", "2pct", "5pct")
+PARTS = {"t-patchmix": "T-PatchMix", "pos-aug": "PosAug", "itcl": "ITCL"}
 
 
 def cells() -> dict[tuple[str, str], dict[int, Path]]:
@@ -117,6 +120,17 @@ def tables() -> dict[str, str]:
         lines.append(f"| {r['ratio'].replace('pct', ' %')} | {r['method']} | {dice} | {fmt(r.get('supervised'))} | "
                      f"{fmt(r.get('cutmix'))} |")
     out["headline"] = "\n".join(lines)
+    parts = []
+    for part, label in PARTS.items():
+        full, ablated = found.get(("semi-medref", "2pct")), found.get((f"semi-medref-no-{part}", "2pct"))
+        if full and ablated:
+            parts.append((label, statistics.fmean(_dice(r) for r in ablated.values()), _gain(full, ablated)))
+    for (_, _, g), p in zip(parts, holm([g["p"] if g["p"] is not None else 1.0 for _, _, g in parts]), strict=True):
+        g["p_holm"] = p
+    lines = ["| part | test Dice without it (global, mean over seeds) | its effect: semi-medref minus the ablation |",
+             "|---|---|---|"]
+    lines += [f"| {label} | {dice:.4f} | {fmt(g)} |" for label, dice, g in parts]
+    out["components"] = "\n".join(lines)
     return out
 
 
@@ -124,7 +138,7 @@ def main() -> None:
     """Print both tables; with `--write`, put them into README.md between `<!-- NAME -->` and `<!-- /NAME -->`."""
     out = tables()
     if "--write" not in sys.argv[1:]:
-        print(out["cells"] + "\n\n" + out["headline"])
+        print("\n\n".join(out.values()))
         return
     readme = HERE / "README.md"
     text = readme.read_text()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Commit one finished qata-ssl cell from the queue's workspace: its record and test scores into runs/<cell>/, the
+# tables rewritten. Usage (from the main checkout): bash results/qata-ssl/commit_cell.sh CELL [WORKSPACE]
+set -euo pipefail
+cell=$1; ws=${2:-/work/ws-ssl}
+cd "$(dirname "$0")"
+src=$ws/runs/$cell
+[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$src/run.json")" = finished ] \
+  || { echo "$src: not finished" >&2; exit 1; }
+dst=runs/$cell
+mkdir -p "$dst/eval-test"
+cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
+cp "$src/eval-test/summary.json" "$src/eval-test/per_case.csv" "$dst/eval-test/"
+../../.venv/bin/python table.py --write
+git add "$dst" README.md
+git commit -q -m "qata-ssl: $cell" && git log --oneline -1
