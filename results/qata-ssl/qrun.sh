@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The queue that runs the qata-ssl cells: one cell at a time from /work/ws-ssl/queue.txt (first line popped when
 # it starts), code from the snapshot checkout named in snap.txt (PYTHONPATH; cwd outside the repo). Start:
-# cd /work/ws-ssl && nohup bash qrun.sh >> queue.log 2>&1 &   (touch stop: end after the running cell)
+# bash results/qata-ssl/start_queue.sh (sets it up), or cd /work/ws-ssl && nohup bash qrun.sh >> queue.log 2>&1 &
+# (touch stop: end after the running cell)
 cd /work/ws-ssl
 while true; do
   cell=$(head -1 queue.txt); [ -z "$cell" ] && { echo "$(date -Is) queue empty"; break; }
