@@ -284,6 +284,15 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert full_log.count("epoch 1:") == 1 and "resumed from" not in full_log
     assert "resumed from" in (ws.runs / "cut" / "log.txt").read_text()
     assert not [h for h in logging.getLogger("medref_cli").handlers if isinstance(h, logging.FileHandler)]
+    import torch
+
+    # environment.jsonl: one record for the start and one for the resume, of this process's machine and threads
+    env = [json.loads(line) for line in (ws.runs / "cut" / "environment.jsonl").read_text().splitlines()]
+    assert len(env) == 2 and env[1]["time"] >= env[0]["time"]
+    assert env[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env[0]["torch_threads"] == torch.get_num_threads() and env[0]["device"] == "cpu"
+    assert env[0]["versions"]["torch"] == torch.__version__ and env[0]["world_size"] == 1
+    assert "environment: " in (ws.runs / "cut" / "log.txt").read_text()
 
 
 def test_ddp_two_processes_gloo(tmp_path):

@@ -3,7 +3,8 @@
 `<workdir>/runs/<name>/`: `config.yaml` (the run's spec, `config.RunConfig`: method, data, inputs and the whole
 resolved config, written before training starts), `run.json` (how far it got, `artifacts.RunStatus`), `split.json`
 (copy of the split used), `checkpoint_latest.pt`, `checkpoint_best.pt`, `metrics.jsonl` (one line per epoch),
-`curve.png`, `log.txt`; `evaluate` adds `eval-<split>/`.
+`curve.png`, `log.txt`, `environment.jsonl` (the machine and libraries of each start and resume,
+`training.environment`); `evaluate` adds `eval-<split>/`.
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
     from medref_cli.artifacts import load_dataset, load_split
     from medref_cli.splits import check_trainable
     from medref_cli.training.context import RunContext
+    from medref_cli.training.environment import record_environment
     from medref_cli.training.run_dir import attach_log
 
     dataset = pick_dataset(ws, req.dataset)
@@ -123,6 +124,10 @@ def build(req: TrainRequest, ws: Workspace, pseudo_labels: Path | None = None,
         status = _new_run(req, run, split_file, config, rank)
     _barrier(world)
     handler = attach_log(run) if rank == 0 else None
+    if rank == 0:
+        env = record_environment(run, device, world)
+        log.info("environment: %s (%s kernels), torch %s, %d threads, %s", env["cpu"], env["cpu_capability"],
+                 env["versions"]["torch"], env["torch_threads"], env.get("gpu", env["device"]))
     if applied:
         log.info("resume: applied %s", "; ".join(applied))
     _log_model(config, model, text)
