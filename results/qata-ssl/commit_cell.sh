@@ -5,8 +5,8 @@ set -euo pipefail
 cell=$1; ws=${2:-/work/ws-ssl}
 cd "$(dirname "$0")"
 src=$ws/runs/$cell
-[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$src/run.json")" = finished ] \
-  || { echo "$src: not finished" >&2; exit 1; }
+[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'] in ('finished', 'stopped-early'))" "$src/run.json")" = True ] \
+  || { echo "$src: not finished (run.json status)" >&2; exit 1; }
 dst=runs/$cell
 mkdir -p "$dst/eval-test"
 cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
