@@ -235,6 +235,25 @@ def test_itc_floor_is_ln_b_when_every_report_names_the_same_zones_and_0_when_all
     assert itc_floor(distinct).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_itc_target_power_sharpens_the_positives_and_lowers_the_floor():
+    """`method.itc_target_power`: Jaccard ** power; 1 is the plain Jaccard, a large power leaves the pairs with the
+    very same zones, and the floor falls as the power grows (QaTa-like bilateral reports: near ln B at power 1)."""
+    zones = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 1], [1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1],
+                          [0, 0, 1, 0, 0, 0], [1, 0, 0, 1, 0, 0]])
+    jac = soft_positives(zones)
+    assert torch.equal(soft_positives(zones, power=1.0), jac)
+    assert torch.allclose(soft_positives(zones, power=2.0), jac**2)
+    same = (zones[:, None] == zones[None]).all(-1).float()
+    assert torch.allclose(soft_positives(zones, power=200.0), same, atol=1e-9)
+    floors = [itc_floor(zones, power=p).item() for p in (1.0, 2.0, 4.0, 200.0)]
+    assert floors == sorted(floors, reverse=True) and floors[0] - floors[-1] > 0.5
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    assert itc_loss(img, txt, zones, power=1.0).item() == itc_loss(img, txt, zones).item()
+    assert itc_loss(img, txt, zones, power=4.0).item() >= itc_floor(zones, power=4.0).item() - 1e-6
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_itc_never_goes_below_its_floor_and_reaches_it_when_softmax_equals_the_target(seed):
     g = torch.Generator().manual_seed(seed)

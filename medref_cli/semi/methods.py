@@ -235,7 +235,7 @@ class TeacherStudent(Method):
 
     def _itc_floor(self, zones: torch.Tensor, known: torch.Tensor) -> float:
         """The least ITC loss these zone vectors allow (logged beside the loss: the gap is what ITCL can learn)."""
-        return itc_floor(zones, self.cfg.itc_empty_positive, known).item()
+        return itc_floor(zones, self.cfg.itc_empty_positive, known, self.cfg.itc_target_power).item()
 
     def _itc_floor_u(self, views: list[_View], zones_u: torch.Tensor, known_u: torch.Tensor) -> float:
         """The floor of the unlabelled ITC loss: of the original zones (weak view) or of each view's mixed ones."""
@@ -245,7 +245,8 @@ class TeacherStudent(Method):
 
     def _itc(self, out: dict, zones: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        return itc_loss(out["img_emb"], out["txt_emb"], zones, c.itc_tau, c.itc_empty_positive, known)
+        return itc_loss(out["img_emb"], out["txt_emb"], zones, c.itc_tau, c.itc_empty_positive, known,
+                        c.itc_target_power)
 
     # -- hooks ---------------------------------------------------------------------------------------
     def after_optimizer_step(self, model: nn.Module, epoch: int, step: int) -> None:
