@@ -63,3 +63,22 @@ def test_the_gpu_check_script_runs_its_path_on_cpu(tmp_path):
     assert (tmp_path / "g" / "gpu_check.md").read_text().count("\n| ") == 3
     assert result["command"].startswith("torchrun --standalone --nproc-per-node 1 -m medref_cli semi-train")
     assert "--preset paper" in result["command"]
+
+
+def test_itc_floor_bench_reads_an_annotation_file_and_prints_the_floor_per_power(tmp_path, monkeypatch, capsys):
+    import json
+    import math
+    import sys
+
+    from bench import itc_floor
+    from conftest import CAPTIONS
+
+    ann = tmp_path / "annotation.json"
+    ann.write_text(json.dumps({"train": [{"image_path": f"m{i}.png", "caption": CAPTIONS[i % 4]} for i in range(12)]}))
+    monkeypatch.setattr(sys, "argv", ["itc_floor", "--annotation", str(ann), "--batch", "4", "--draws", "20",
+                                      "--powers", "1", "1000"])
+    itc_floor.main()
+    out = capsys.readouterr().out
+    assert "12 train reports, 4 distinct zone vectors" in out
+    floors = [float(line.split("floor ")[1].split()[0]) for line in out.splitlines() if line.startswith("power")]
+    assert len(floors) == 2 and 0 <= floors[1] < floors[0] <= math.log(4) + 1e-3
