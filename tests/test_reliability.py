@@ -171,5 +171,6 @@ def test_semi_train_same_seed_gives_identical_metrics(tmp_path):
                        capture_output=True, env=env, timeout=300)
         runs[name] = _metrics(ws / "runs" / name)
     assert runs["a"][-1].get("t_patchmix_acceptance", 0) > 0 and runs["a"][-1]["w_u"] > 0, runs["a"][-1]
+    assert 0 < runs["a"][-1]["t_patchmix_share"] < 0.5, runs["a"][-1]
     assert runs["a"] == runs["b"]
     assert runs["a"] != runs["c"], "another seed gave the very same run"

@@ -210,7 +210,8 @@ class TeacherStudent(Method):
         if c.t_patchmix:
             usable = known.cpu() & phrases_agree(texts, zones.cpu())
             mix = t_patchmix(img, prob, texts, perm, self.block, c.mix_prob, c.mix_gate, self.gen, usable.tolist())
-            stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted)}
+            stats = {"mix_attempted": float(mix.attempted), "mix_accepted": float(mix.accepted),
+                     "t_patchmix_share": float(mix.box_mask.mean())}  # of the unlabelled pixels, per step
             img, prob, zones, texts = mix.image, mix.prob, mixed_zones(zones, texts, perm, mix.box_mask), mix.texts
         if c.cutmix:
             h, w = img.shape[-2:]
