@@ -104,6 +104,31 @@ def test_two_groups_of_seeds_are_paired_by_seed(tmp_path):
     assert per_seed == pytest.approx([0.01, 0.02, 0.03], abs=1e-5)  # seed i against seed i, not a mixture
 
 
+def test_runs_from_different_machines_get_a_note_and_the_json_names_each_runs_machine(tmp_path, cli):
+    from medref_cli.training.environment import ENV_FILE
+
+    def env(run, capability, threads=1):
+        row = {"cpu_capability": capability, "torch_threads": threads, "versions": {"torch": "2.13.0+cpu"}}
+        (run / ENV_FILE).write_text(json.dumps(row) + "\n" + json.dumps({**row, "cpu_capability": "other"}) + "\n")
+
+    d = np.linspace(0.2, 0.9, 40)
+    a, b = fake_run(tmp_path, "a", 0, d), fake_run(tmp_path, "b", 0, d + 0.01, method="semi-medref")
+    ws = Workspace.resolve(tmp_path)
+    assert compare("a", "b", ws, resamples=200).notes == []  # no records: nothing is said
+    env(a, "AVX512")
+    env(b, "AVX512")
+    assert compare("a", "b", ws, resamples=200).notes == []  # the same machine (first line: where it started)
+    env(b, "AVX2", threads=2)
+    out = tmp_path / "cmp.json"
+    res = cli("compare", "a", "b", "--out", out, "--workdir", tmp_path, "--resamples", "200")
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["a"]["machines"] == ["cpu AVX512, 1 thread, torch 2.13.0+cpu"]
+    assert data["b"]["machines"] == ["cpu AVX2, 2 threads, torch 2.13.0+cpu"]
+    assert len(data["notes"]) == 1 and "different machines" in data["notes"][0]
+    assert "note: A and B trained on different machines" in res.stderr
+
+
 def test_different_test_sets_are_refused(tmp_path):
     d = np.full(10, 0.5)
     fake_run(tmp_path, "a", 0, d)

@@ -48,4 +48,6 @@ def compare(
                       *([fmt(s["ci_seeds_and_cases"])] if seeds else []),
                       f"{s['wilcoxon_p']:.2g}" if "wilcoxon_p" in s else "")
     Console().print(table)
+    for note in cmp.notes:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"-> {path}")

@@ -58,11 +58,42 @@ class Comparison:
     b: Side
     split: str
     stats: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # caveats the figures do not show (`machine_note`)
 
     def to_dict(self) -> dict[str, Any]:
-        side = lambda s: {"label": s.label, "runs": [str(r) for r in s.runs], "seeds": s.seeds}  # noqa: E731
+        side = lambda s: {"label": s.label, "runs": [str(r) for r in s.runs], "seeds": s.seeds,  # noqa: E731
+                          "machines": [run_machine(r) for r in s.runs]}
         return {"a": side(self.a), "b": side(self.b), "split": self.split, "n_images": len(self.a.ids),
-                "confidence": CONFIDENCE, **self.stats}
+                "confidence": CONFIDENCE, **self.stats, "notes": self.notes}
+
+
+def run_machine(run: Path) -> str | None:
+    """What a run trained on, from the first line of its `environment.jsonl` (`training.environment`): CPU kernel
+    set or GPU, torch threads and version, e.g. "cpu AVX512, 1 thread, torch 2.13.0+cpu"; None without a record
+    (runs trained before medref wrote one)."""
+    import json
+
+    from medref_cli.training.environment import ENV_FILE
+
+    try:
+        first = json.loads((run / ENV_FILE).read_text().splitlines()[0])
+        where = f"gpu {first['gpu']}" if first.get("gpu") else f"cpu {first['cpu_capability']}"
+        threads = first["torch_threads"]
+        return f"{where}, {threads} thread{'s' if threads != 1 else ''}, torch {first['versions']['torch']}"
+    except (OSError, IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def machine_note(a: Side, b: Side) -> str | None:
+    """A line when the runs of A and B trained on different machines or thread counts (all records known): on
+    CPU such runs drift apart from the first step by float noise, so the difference mixes the methods and the
+    machines, and only an interval over several seeds speaks for the methods."""
+    machines = {side.label: {run_machine(r) for r in side.runs} for side in (a, b)}
+    if None in machines[a.label] | machines[b.label] or machines[a.label] == machines[b.label]:
+        return None
+    listed = "; ".join(f"{label}: {', '.join(sorted(m))}" for label, m in machines.items())
+    return (f"A and B trained on different machines or thread counts ({listed}): float sums differ from the first "
+            "step there, so part of the difference is machine noise; trust the interval over several seeds")
 
 
 def resolve_runs(spec: str, ws: Workspace) -> list[Path]:
@@ -231,7 +262,8 @@ def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamp
         only = sorted(set(a.ids) ^ set(b.ids))
         raise MedrefError(f"{a.runs[0]} and {b.runs[0]} were evaluated on different {split} images "
                           f"({len(only)} differ, e.g. {only[0]!r}); compare runs of one test set")
-    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed))
+    note = machine_note(a, b)
+    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed), [note] if note else [])
 
 
 def is_better(stats: dict[str, Any], p_adjusted: float, alpha: float = 1 - CONFIDENCE) -> bool:
