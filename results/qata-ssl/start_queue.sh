@@ -8,6 +8,7 @@ set -euo pipefail
 CODE=c7455b0
 here=$(cd "$(dirname "$0")" && pwd); main=$(cd "$here/../.." && pwd)
 [ -x "$main/.venv/bin/python" ] || { echo "$main/.venv: missing; run make venv first" >&2; exit 1; }
+git -C "$main" worktree prune
 [ -d /work/snap2 ] || git -C "$main" worktree add --detach /work/snap2 "$CODE" >/dev/null
 [ "$(git -C /work/snap2 rev-parse --short=7 HEAD)" = "$CODE" ] || { echo "/work/snap2 is not at $CODE" >&2; exit 1; }
 pgrep -f "bash qrun.sh" >/dev/null && { echo "a queue is running already" >&2; exit 1; }
