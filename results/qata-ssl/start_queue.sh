@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Set up and start the qata-ssl queue on a fresh machine (from the main checkout, after `make venv`):
 #   bash results/qata-ssl/start_queue.sh
-# The code is the snapshot in CODE (a detached worktree at /work/snap2), the workspace /work/ws-ssl; the queue is
+# The code is the snapshot in CODE (from 2026-12-07; c7455b0 before: `bash bench/same_metrics.sh c7455b0` at CODE gives
+# identical metrics, CODE adds environment.jsonl and the t_patchmix_share log) (a detached worktree at /work/snap2), the workspace /work/ws-ssl; the queue is
 # queue-order.txt less the cells already committed under runs/. A cell that was running when a machine went away
 # starts again from scratch (its checkpoints were on that machine). See qrun.sh for the loop.
 set -euo pipefail
-CODE=c7455b0
+CODE=7495c02
 here=$(cd "$(dirname "$0")" && pwd); main=$(cd "$here/../.." && pwd)
 [ -x "$main/.venv/bin/python" ] || { echo "$main/.venv: missing; run make venv first" >&2; exit 1; }
 git -C "$main" worktree prune
