@@ -10,6 +10,7 @@ src=$ws/runs/$cell
 dst=runs/$cell
 mkdir -p "$dst/eval-test"
 cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
+[ -f "$src/environment.jsonl" ] && cp "$src/environment.jsonl" "$dst/"  # the machine (code from 7495c02 on)
 cp "$src/eval-test/summary.json" "$src/eval-test/per_case.csv" "$dst/eval-test/"
 ../../.venv/bin/python table.py --write
 git add "$dst" README.md
