@@ -65,6 +65,9 @@ def test_two_cell_matrix(pipeline, tmp_path):
     assert [c.status for c in cells] == ["done", "done"]
     md = (out / "table1.md").read_text()
     assert "global protocol" in md and "semi-medref-no-itcl" in md and "25% Dice" in md
+    import torch
+
+    assert f"Trained on: cpu {torch.backends.cpu.get_cpu_capability()}, " in md and " (2 runs)." in md  # the machine
     rows = list(csv.DictReader((out / "table1.csv").open()))
     assert len(rows) == 2 and all(r["split_sha256"] and r["dataset_hash"] for r in rows)
     assert 0.0 <= float(rows[0]["dice_global"]) <= 1.0

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from medref_cli.config import load_run_config
+from medref_cli.training.environment import machine_of
 from medref_cli.errors import MedrefError
 from medref_cli.workspace import Workspace
 
@@ -62,33 +63,16 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         side = lambda s: {"label": s.label, "runs": [str(r) for r in s.runs], "seeds": s.seeds,  # noqa: E731
-                          "machines": [run_machine(r) for r in s.runs]}
+                          "machines": [machine_of(r) for r in s.runs]}
         return {"a": side(self.a), "b": side(self.b), "split": self.split, "n_images": len(self.a.ids),
                 "confidence": CONFIDENCE, **self.stats, "notes": self.notes}
-
-
-def run_machine(run: Path) -> str | None:
-    """What a run trained on, from the first line of its `environment.jsonl` (`training.environment`): CPU kernel
-    set or GPU, torch threads and version, e.g. "cpu AVX512, 1 thread, torch 2.13.0+cpu"; None without a record
-    (runs trained before medref wrote one)."""
-    import json
-
-    from medref_cli.training.environment import ENV_FILE
-
-    try:
-        first = json.loads((run / ENV_FILE).read_text().splitlines()[0])
-        where = f"gpu {first['gpu']}" if first.get("gpu") else f"cpu {first['cpu_capability']}"
-        threads = first["torch_threads"]
-        return f"{where}, {threads} thread{'s' if threads != 1 else ''}, torch {first['versions']['torch']}"
-    except (OSError, IndexError, ValueError, KeyError, TypeError):
-        return None
 
 
 def machine_note(a: Side, b: Side) -> str | None:
     """A line when the runs of A and B trained on different machines or thread counts (all records known): on
     CPU such runs drift apart from the first step by float noise, so the difference mixes the methods and the
     machines, and only an interval over several seeds speaks for the methods."""
-    machines = {side.label: {run_machine(r) for r in side.runs} for side in (a, b)}
+    machines = {side.label: {machine_of(r) for r in side.runs} for side in (a, b)}
     if None in machines[a.label] | machines[b.label] or machines[a.label] == machines[b.label]:
         return None
     listed = "; ".join(f"{label}: {', '.join(sorted(m))}" for label, m in machines.items())

@@ -43,10 +43,22 @@ def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cel
         panels.append((f"{ds}: test Dice (global), mean ± std over seeds", series, columns))
     failed = [c for c in cells if c.status == "failed"]
     md += [f"{len(cells)} cells, {len(failed)} failed; wall time {wall_s / 60:.1f} min.", ""]
+    md += [_machines(cells), ""]
     md += [f"- failed: {c.dataset} {c.column} {c.method} seed {c.seed}: {c.error}" for c in failed]
     write_bytes_atomic(out / "table1.md", ("\n".join(md) + "\n").encode())
     x_title = "label ratio, CPU budget per run" if prof.get("budgets") else "labelled share"
     panels_plot(panels, out / "table1.png", x_title, "Dice %")
+
+
+def _machines(cells: list[Cell]) -> str:
+    """Where the cells' runs trained (their `environment.jsonl`; CPU figures differ from machine to machine by float
+    noise), e.g. "Trained on: cpu AVX512, 1 thread, torch 2.13.0+cpu (30 runs)."."""
+    from collections import Counter
+
+    from medref_cli.training.environment import machine_of
+
+    seen = Counter(machine_of(Path(c.run)) or "not recorded" for c in cells if c.run and c.summary is not None)
+    return "Trained on: " + "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in seen.most_common()) + "."
 
 
 def _sha(path: Path) -> str:
