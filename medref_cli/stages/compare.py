@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from medref_cli.config import load_run_config
-from medref_cli.training.environment import machine_of
 from medref_cli.errors import MedrefError
+from medref_cli.training.environment import machine_of
 from medref_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
