@@ -9,7 +9,7 @@ import pytest
 
 from conftest import counts_for, fake_run
 from medref_cli.errors import MedrefError
-from medref_cli.stages.compare import compare, holm, is_better, paired_stats
+from medref_cli.stages.compare import ONE_SEED, compare, holm, is_better, paired_stats
 from medref_cli.workspace import Workspace
 
 
@@ -89,7 +89,7 @@ def test_a_run_against_itself_gives_0_an_interval_of_0_and_p_1(tmp_path, cli):
         assert data[key]["diff"] == 0 and data[key]["ci_cases"] == [0, 0] and data[key]["ci_seeds_and_cases"] == [0, 0]
     assert data["per_image_dice"]["wilcoxon_p"] == 1.0
     assert data["a"]["seeds"] == [0, 1, 2] and data["n_images"] == 50
-    assert "t1-cutmix-qata-2pct-s0+1+2" in res.output
+    assert "t1-cutmix-qata-2pct-s0+1+2" in res.output and data["notes"] == []  # 3 seeds, no records
 
 
 def test_two_groups_of_seeds_are_paired_by_seed(tmp_path):
@@ -114,10 +114,10 @@ def test_runs_from_different_machines_get_a_note_and_the_json_names_each_runs_ma
     d = np.linspace(0.2, 0.9, 40)
     a, b = fake_run(tmp_path, "a", 0, d), fake_run(tmp_path, "b", 0, d + 0.01, method="semi-medref")
     ws = Workspace.resolve(tmp_path)
-    assert compare("a", "b", ws, resamples=200).notes == []  # no records: nothing is said
+    assert compare("a", "b", ws, resamples=200).notes == [ONE_SEED]  # no records: nothing said of machines
     env(a, "AVX512")
     env(b, "AVX512")
-    assert compare("a", "b", ws, resamples=200).notes == []  # the same machine (first line: where it started)
+    assert compare("a", "b", ws, resamples=200).notes == [ONE_SEED]  # the same machine (first line: its start)
     env(b, "AVX2", threads=2)
     out = tmp_path / "cmp.json"
     res = cli("compare", "a", "b", "--out", out, "--workdir", tmp_path, "--resamples", "200")
@@ -125,7 +125,7 @@ def test_runs_from_different_machines_get_a_note_and_the_json_names_each_runs_ma
     data = json.loads(out.read_text())
     assert data["a"]["machines"] == ["cpu AVX512, 1 thread, torch 2.13.0+cpu"]
     assert data["b"]["machines"] == ["cpu AVX2, 2 threads, torch 2.13.0+cpu"]
-    assert len(data["notes"]) == 1 and "different machines" in data["notes"][0]
+    assert len(data["notes"]) == 2 and "different machines" in data["notes"][0] and data["notes"][1] == ONE_SEED
     assert "note: A and B trained on different machines" in res.stderr
 
 

@@ -68,6 +68,10 @@ class Comparison:
                 "confidence": CONFIDENCE, **self.stats, "notes": self.notes}
 
 
+ONE_SEED = ("one run a side: the intervals and p cover the test images, not the spread between training runs "
+            "(seeds), which at low label ratios is larger; compare the seeds of two table1 cells for a claim")
+
+
 def machine_note(a: Side, b: Side) -> str | None:
     """A line when the runs of A and B trained on different machines or thread counts (all records known): on
     CPU such runs drift apart from the first step by float noise, so the difference mixes the methods and the
@@ -246,8 +250,8 @@ def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamp
         only = sorted(set(a.ids) ^ set(b.ids))
         raise MedrefError(f"{a.runs[0]} and {b.runs[0]} were evaluated on different {split} images "
                           f"({len(only)} differ, e.g. {only[0]!r}); compare runs of one test set")
-    note = machine_note(a, b)
-    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed), [note] if note else [])
+    notes = [n for n in (machine_note(a, b), ONE_SEED if len(a.seeds) == 1 else None) if n]
+    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed), notes)
 
 
 def is_better(stats: dict[str, Any], p_adjusted: float, alpha: float = 1 - CONFIDENCE) -> bool:
