@@ -51,6 +51,7 @@ class Side:
     seeds: list[int]
     ids: list[str]
     counts: np.ndarray
+    machines: list[str | None]  # per run, where it trained (`machine_of`; None: not recorded)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         side = lambda s: {"label": s.label, "runs": [str(r) for r in s.runs], "seeds": s.seeds,  # noqa: E731
-                          "machines": [machine_of(r) for r in s.runs]}
+                          "machines": s.machines}
         return {"a": side(self.a), "b": side(self.b), "split": self.split, "n_images": len(self.a.ids),
                 "confidence": CONFIDENCE, **self.stats, "notes": self.notes}
 
@@ -76,7 +77,7 @@ def machine_note(a: Side, b: Side) -> str | None:
     """A line when the runs of A and B trained on different machines or thread counts (all records known): on
     CPU such runs drift apart from the first step by float noise, so the difference mixes the methods and the
     machines, and only an interval over several seeds speaks for the methods."""
-    machines = {side.label: {machine_of(r) for r in side.runs} for side in (a, b)}
+    machines = {side.label: set(side.machines) for side in (a, b)}
     if None in machines[a.label] | machines[b.label] or machines[a.label] == machines[b.label]:
         return None
     listed = "; ".join(f"{label}: {', '.join(sorted(m))}" for label, m in machines.items())
@@ -139,7 +140,7 @@ def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
         if set(c) != set(ids):
             raise MedrefError(f"{r}: evaluated on other {split} images than {runs[0].name}; compare runs of one test set")
     counts = np.array([[c[i] for i in ids] for c in cases], dtype=np.int64)
-    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts)
+    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts, [machine_of(r) for r in runs])
 
 
 def per_image_dice(counts: np.ndarray) -> np.ndarray:

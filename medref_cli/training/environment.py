@@ -70,9 +70,9 @@ def record_environment(run: Path, device: Any, world: int) -> dict[str, Any]:  #
 
 
 def machine_of(run: Path) -> str | None:
-    """What a run trained on, from the first line of its `environment.jsonl` : CPU kernel
-    set or GPU, torch threads and version, e.g. "cpu AVX512, 1 thread, torch 2.13.0+cpu"; None without a record
-    (runs trained before medref wrote one)."""
+    """What a run trained on, from the first line of its `environment.jsonl`: CPU kernel set or GPU, torch threads
+    and version, e.g. "cpu AVX512, 1 thread, torch 2.13.0+cpu"; None without a record (runs trained before medref
+    wrote one)."""
     try:
         first = json.loads((run / ENV_FILE).read_text().splitlines()[0])
         where = f"gpu {first['gpu']}" if first.get("gpu") else f"cpu {first['cpu_capability']}"
