@@ -13,5 +13,5 @@ cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
 [ -f "$src/environment.jsonl" ] && cp "$src/environment.jsonl" "$dst/"  # the machine (code from 7495c02 on)
 cp "$src/eval-test/summary.json" "$src/eval-test/per_case.csv" "$dst/eval-test/"
 ../../.venv/bin/python table.py --write
-git add "$dst" README.md
+git add "$dst" README.md ../../README.md  # table.py writes the matrix into the project README
 git commit -q -m "qata-ssl: $cell" && git log --oneline -1

@@ -11,6 +11,8 @@
    are Holm-adjusted together. Only seeds both sides finished are paired.
 3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL) the default semi-train minus its ablation
    at 2 % (the part's effect; positive: the part helps), with the same statistics; Holm-adjusted across the three.
+4. The project README's matrix (methods x ratios): the headline's figures in one cell each, 3 decimals; a gain is
+   in bold where it is a claim (3 seeds or more, its interval excludes 0, Holm p < 0.05).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-
          "semi-medref-no-pos-aug", "semi-medref-no-itcl")
 RATIOS = ("1pct", "2pct", "5pct")
 PARTS = {"t-patchmix": "T-PatchMix", "pos-aug": "PosAug", "itcl": "ITCL"}
+LABELS = {"supervised": "supervised (`pretrain`)", "mean-teacher": "mean teacher", "cutmix": "CutMix",
+          "semi-medref": "**Semi-MedRef** (`semi-train`)", "semi-medref-no-t-patchmix": "Semi-MedRef without T-PatchMix",
+          "semi-medref-no-pos-aug": "Semi-MedRef without PosAug", "semi-medref-no-itcl": "Semi-MedRef without ITCL"}
 
 
 def cells() -> dict[tuple[str, str], dict[int, Path]]:
@@ -125,6 +130,7 @@ def tables() -> dict[str, str]:
         lines.append(f"| {r['ratio'].replace('pct', ' %')} | {r['method']} | {dice} | {fmt(r.get('supervised'))} | "
                      f"{fmt(r.get('cutmix'))} |")
     out["headline"] = "\n".join(lines)
+    out["matrix"] = _matrix(rows)
     parts = []
     for part, label in PARTS.items():
         full, ablated = found.get(("semi-medref", "2pct")), found.get((f"semi-medref-no-{part}", "2pct"))
@@ -145,21 +151,64 @@ def tables() -> dict[str, str]:
     return out
 
 
+def _claim(g: dict) -> bool:
+    """A gain is a claim with 3 seeds or more, an interval that excludes 0 and a Holm-adjusted p below 0.05."""
+    return (g["n"] >= 3 and g["ci"] is not None and (g["ci"][0] > 0 or g["ci"][1] < 0)
+            and g["p"] is not None and g["p_holm"] < 0.05)
+
+
+def _matrix(rows: list[dict]) -> str:
+    """The README's table: one row per method, one column per ratio; a cell holds the test Dice and its gains."""
+    def short(g: dict | None, ref: str) -> str:
+        if not g:
+            return ""
+        # one seed a side: the images' interval leaves the training noise out, so the matrix shows the difference only
+        ci = "" if g["ci"] is None or g["n"] < 2 else f" [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}]"
+        p = "" if g["p"] is None else f" p<sub>Holm</sub> {g['p_holm']:.2g}"
+        text = f"{g['diff']:+.3f}{ci}{p} vs {ref}"
+        return f"<br>**{text}**" if _claim(g) else f"<br>{text}"
+
+    by = {(r["method"], r["ratio"]): r for r in rows}
+    lines = ["| method | " + " | ".join(r.replace("pct", " %") for r in RATIOS) + " |",
+             "|---|" + "---|" * len(RATIOS)]
+    for method in ORDER:
+        if not any((method, ratio) in by for ratio in RATIOS):
+            continue
+        cells = []
+        for ratio in RATIOS:
+            r = by.get((method, ratio))
+            if r is None:
+                cells.append("")
+                continue
+            v = r["dice"]
+            dice = (f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+            seeds = "" if len(v) >= 3 else f" ({len(v)} seed{'s' if len(v) > 1 else ''})"
+            cells.append(dice + seeds + short(r.get("supervised"), "supervised") + short(r.get("cutmix"), "CutMix"))
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_blocks(path: Path, blocks: dict[str, str]) -> None:
+    """Rewrite `path` with each table of `blocks` between `<!-- NAME -->` and `<!-- /NAME -->`."""
+    text = path.read_text()
+    for name, table in blocks.items():
+        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"{path}: no {begin} ... {end} block")
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    path.write_text(text)
+
+
 def main() -> None:
-    """Print both tables; with `--write`, put them into README.md between `<!-- NAME -->` and `<!-- /NAME -->`."""
+    """Print the tables; with `--write`, put them between `<!-- NAME -->` and `<!-- /NAME -->`: the matrix into the
+    project README (block `qata-ssl`), the others into this folder's README.md."""
     out = tables()
     if "--write" not in sys.argv[1:]:
         print("\n\n".join(out.values()))
         return
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    for name, table in out.items():
-        begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-        if begin not in text or end not in text:
-            raise SystemExit(f"{readme}: no {begin} ... {end} block")
-        head, rest = text.split(begin, 1)
-        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-    readme.write_text(text)
+    _write_blocks(HERE.parents[1] / "README.md", {"qata-ssl": out.pop("matrix")})
+    _write_blocks(HERE / "README.md", out)
 
 
 if __name__ == "__main__":
