@@ -71,6 +71,31 @@ def test_the_blocked_two_stage_bootstrap_equals_one_resample_at_a_time(monkeypat
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=name)
 
 
+def test_a_gain_on_small_lesions_only_shows_in_the_small_stratum():
+    rng = np.random.default_rng(3)
+    truth = np.concatenate([np.zeros(20, np.int64), rng.integers(100, 20_000, 600)])  # 20 images without a lesion
+    base = rng.uniform(0.3, 0.8, (3, truth.size))
+    small = (truth > 0) & (truth <= np.quantile(truth[truth > 0], 1 / 3))
+    a = np.clip(base + np.where(small, 0.1, 0.0) + rng.normal(0, 0.02, base.shape), 0, 1)
+    strata = {s["stratum"]: s for s in paired_stats(counts_for(a, truth), counts_for(base, truth),
+                                                    resamples=1000)["per_image_dice_by_lesion_size"]}
+    assert list(strata) == ["no lesion", "small", "medium", "large"]
+    assert strata["no lesion"]["n_images"] == 20 and strata["no lesion"]["lesion_pixels"] == [0, 0]
+    assert sum(s["n_images"] for s in strata.values()) == truth.size
+    assert strata["small"]["lesion_pixels"][1] < strata["medium"]["lesion_pixels"][0]
+    for name in ("small", "medium", "large"):
+        lo, hi = strata[name]["ci_seeds_and_cases"]
+        assert (lo > 0.08) if name == "small" else (lo < 0 < hi), (name, lo, hi)
+    # the same side twice: every stratum 0, [0, 0]
+    same = paired_stats(counts_for(a, truth), counts_for(a, truth), resamples=200)["per_image_dice_by_lesion_size"]
+    assert all(s["diff"] == 0 and s["ci_cases"] == [0, 0] == s["ci_seeds_and_cases"] for s in same)
+
+
+def test_too_few_lesions_for_size_terciles_give_no_size_strata():
+    d = np.linspace(0.2, 0.9, 20)[None]
+    assert paired_stats(counts_for(d), counts_for(d[:, ::-1]), resamples=200)["per_image_dice_by_lesion_size"] == []
+
+
 def test_holm_matches_hand_computed_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5] and holm([0.6, 0.6]) == [1.0, 1.0]

@@ -47,7 +47,19 @@ def compare(
         table.add_row(name, f"{s['a']:.4f}", f"{s['b']:.4f}", f"{s['diff']:+.4f}", fmt(s["ci_cases"]),
                       *([fmt(s["ci_seeds_and_cases"])] if seeds else []),
                       f"{s['wilcoxon_p']:.2g}" if "wilcoxon_p" in s else "")
-    Console().print(table)
+    sizes = Table(title="per-image Dice by true lesion size (lesion pixels as A was scored; no p: where the "
+                        "difference lies)")
+    for col in ("lesion", "pixels", "images", "A", "B", "A - B", "95 % CI, images",
+                *(["95 % CI, seeds + images"] if seeds else [])):
+        sizes.add_column(col, justify="left" if col == "lesion" else "right")
+    for s in cmp.stats["per_image_dice_by_lesion_size"]:
+        sizes.add_row(s["stratum"], "{}-{}".format(*s["lesion_pixels"]), str(s["n_images"]), f"{s['a']:.4f}",
+                      f"{s['b']:.4f}", f"{s['diff']:+.4f}", fmt(s["ci_cases"]),
+                      *([fmt(s["ci_seeds_and_cases"])] if seeds else []))
+    console = Console()
+    console.print(table)
+    if sizes.rows:
+        console.print(sizes)
     for note in cmp.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"-> {path}")

@@ -11,6 +11,8 @@ sides were evaluated on (`eval-<split>/per_case.csv`; any other id set is refuse
   bootstrap that draws the seeds, then the images (Davison & Hinkley 1997, 3.8; scipy has no two-stage
   bootstrap), since at low label ratios the seed-to-seed spread is larger than the case-level interval;
 - a Wilcoxon signed-rank p on per-image Dice (each image's Dice averaged over the seeds), `scipy.stats.wilcoxon`;
+- per-image Dice A - B by true lesion size (`by_lesion_size`: the images without a lesion, then the terciles of
+  lesion area), with the same intervals and no p: a description of where a difference lies, not a test;
 - `holm` adjusts the p-values of the comparisons of one table (Holm 1979).
 
 Writes nothing itself; the command writes the JSON of `Comparison.to_dict`.
@@ -34,6 +36,7 @@ from medref_cli.workspace import Workspace
 
 CONFIDENCE = 0.95
 RESAMPLES = 5000
+MIN_SIZED_IMAGES = 30  # images with a lesion needed for the size terciles (10 a stratum)
 BLOCK_VALUES = 1 << 21  # (seed, image) pairs per block of the two-stage bootstrap: ~50 MB of counts a side
 # what the runs of one side share (their config.yaml): all but the seed
 SAME_DEFINITION = {"stage": lambda c: c.stage, "method": lambda c: c.method.name, "dataset": lambda c: c.data.dataset,
@@ -224,6 +227,38 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
     for key, metric in (("global_dice", glob), ("per_image_dice", pimg)):
         out[key]["ci_seeds_and_cases"] = None if k == 1 else zero if same else _two_stage_ci(a, b, metric, resamples,
                                                                                             seed + 1)
+    out["per_image_dice_by_lesion_size"] = by_lesion_size(a, b, resamples, seed)
+    return out
+
+
+def by_lesion_size(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> list[dict[str, Any]]:
+    """Per-image Dice A - B within strata of the true lesion area (tp + fn of A's first run, in the pixels it was
+    scored at): the images without a lesion, then the small / medium / large terciles of the others (with at
+    least `MIN_SIZED_IMAGES` of them; a tercile that ties leave empty is left out). Each stratum: its area range,
+    image count, means, difference and the intervals of `paired_stats`; no p (a description of where a difference
+    lies, not a family of tests)."""
+    area = a[0, :, 0] + a[0, :, 2]
+    strata = [("no lesion", area == 0)] if (area == 0).any() else []
+    sized = area[area > 0]
+    if len(sized) >= MIN_SIZED_IMAGES:
+        low, high = np.quantile(sized, [1 / 3, 2 / 3])
+        strata += [("small", (area > 0) & (area <= low)), ("medium", (area > low) & (area <= high)),
+                   ("large", area > high)]
+    pimg = lambda c: per_image_dice(c).mean(-1)  # noqa: E731 - (k, n, 3) -> (k,)
+    out = []
+    for name, keep in strata:
+        if not keep.any():  # tied areas leave a tercile empty
+            continue
+        sa, sb = a[:, keep], b[:, keep]
+        da, db = per_image_dice(sa), per_image_dice(sb)
+        same, zero = np.array_equal(sa, sb), [0.0, 0.0]
+        out.append({"stratum": name, "lesion_pixels": [int(area[keep].min()), int(area[keep].max())],
+                    "n_images": int(keep.sum()), "a": float(da.mean()), "b": float(db.mean()),
+                    "diff": float((da - db).mean()),
+                    "ci_cases": zero if same else _ci((da, db), lambda x, y, axis=-1: (x - y).mean(axis).mean(0),
+                                                      resamples, seed),
+                    "ci_seeds_and_cases": None if len(a) == 1 else zero if same else _two_stage_ci(
+                        sa, sb, pimg, resamples, seed + 1)})
     return out
 
 
