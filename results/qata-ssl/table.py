@@ -76,7 +76,9 @@ def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
         return {"diff": g["diff"], "ci": g["ci_seeds_and_cases"] or g["ci_cases"],
                 "p": im["wilcoxon_p"] if len(seeds) > 1 else None,
                 "level": "images", "n": len(seeds),
-                "per_image": {"diff": im["diff"], "ci": im["ci_seeds_and_cases"] or im["ci_cases"]}}
+                "per_image": {"diff": im["diff"], "ci": im["ci_seeds_and_cases"] or im["ci_cases"]},
+                "by_size": {z["stratum"]: {"diff": z["diff"], "ci": z["ci_seeds_and_cases"] or z["ci_cases"]}
+                            for z in st["per_image_dice_by_lesion_size"]}}
     d = [_dice(a[s]) - _dice(b[s]) for s in seeds]
     mean = statistics.fmean(d)
     if len(d) < 2:
@@ -140,13 +142,14 @@ def tables() -> dict[str, str]:
     for g, p in zip(tested, holm([g["p"] for g in tested]), strict=True):
         g["p_holm"] = p
 
-    def per_image(g: dict) -> str:
-        im = g.get("per_image")
+    def interval(im: dict | None) -> str:
         return "-" if im is None else f"{im['diff']:+.4f} [{im['ci'][0]:+.4f}, {im['ci'][1]:+.4f}]"
 
     lines = ["| part | test Dice without it (global, mean over seeds) | its effect on global Dice: semi-medref minus "
-             "the ablation | its effect on per-image Dice |", "|---|---|---|---|"]
-    lines += [f"| {label} | {dice:.4f} | {fmt(g)} | {per_image(g)} |" for label, dice, g in parts]
+             "the ablation | its effect on per-image Dice | on small lesions | medium | large |", "|---" * 7 + "|"]
+    lines += [f"| {label} | {dice:.4f} | {fmt(g)} | {interval(g.get('per_image'))} | "
+              + " | ".join(interval(g.get("by_size", {}).get(z)) for z in ("small", "medium", "large")) + " |"
+              for label, dice, g in parts]
     out["components"] = "\n".join(lines)
     return out
 
