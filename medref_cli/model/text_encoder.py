@@ -1,8 +1,8 @@
 """The frozen text encoder and its per-string feature cache.
 
 Because the encoder is frozen, the token features of a caption never change: they are computed once per
-distinct string and kept in a bounded LRU cache (QaTa has ~60 distinct captions, so almost every lookup
-hits). `[UNK_POS]` (PosAug's mask token) is mapped to the tokenizer's own mask token.
+distinct string, each caption alone (so that they do not depend on the batch it came in), and kept in a bounded
+LRU cache (QaTa has ~60 distinct captions, so almost every lookup hits). `[UNK_POS]` (PosAug's mask token) is mapped to the tokenizer's own mask token.
 """
 
 from __future__ import annotations
@@ -81,8 +81,7 @@ class FrozenTextEncoder(torch.nn.Module):
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self.encoder_calls = 0  # forward passes of the encoder
-        self.encoded = 0  # captions those passes encoded
+        self.encoded = 0  # captions encoded (one forward pass each)
 
     @property
     def hit_rate(self) -> float:
@@ -90,29 +89,29 @@ class FrozenTextEncoder(torch.nn.Module):
         return self.hits / total if total else 0.0
 
     def reset_stats(self) -> None:
-        self.hits = self.misses = self.encoder_calls = self.encoded = 0
+        self.hits = self.misses = self.encoded = 0
 
     @torch.no_grad()
-    def _encode(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One caption, alone: its features are a function of the string. Encoded with other captions, they would
+        depend on how many (the kernels' blocking changes the last bits with the batch size), so a resumed run,
+        whose cache starts empty, would drift from the run it continues."""
         mask_token = self.tokenizer.mask_token or self.tokenizer.unk_token or ""
         batch = self.tokenizer(
-            [t.replace(UNK_POS, mask_token) for t in texts], padding="max_length", truncation=True,
+            [text.replace(UNK_POS, mask_token)], padding="max_length", truncation=True,
             max_length=self.max_tokens, return_tensors="pt",
         )
-        self.encoder_calls += 1
-        self.encoded += len(texts)
+        self.encoded += 1
         device = next(self.encoder.parameters()).device
         out = self.encoder(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.float().cpu()
-        keep = batch["attention_mask"].bool()
-        return [(out[i], keep[i]) for i in range(len(texts))]
+        return out[0], batch["attention_mask"][0].bool()
 
     def forward(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        self.misses += len(texts) - sum(t in self._cache for t in texts)
-        self.hits += sum(t in self._cache for t in texts)
-        if missing:
-            for text, value in zip(missing, self._encode(missing), strict=True):
-                self._cache[text] = value
+        hits = sum(t in self._cache for t in texts)
+        self.hits += hits
+        self.misses += len(texts) - hits
+        for text in dict.fromkeys(t for t in texts if t not in self._cache):
+            self._cache[text] = self._encode(text)
         feats, masks = [], []
         for t in texts:
             f, m = self._cache[t]
