@@ -2,7 +2,8 @@
 
 Because the encoder is frozen, the token features of a caption never change: they are computed once per
 distinct string, each caption alone (so that they do not depend on the batch it came in), and kept in a bounded
-LRU cache (QaTa has ~60 distinct captions, so almost every lookup hits). `[UNK_POS]` (PosAug's mask token) is mapped to the tokenizer's own mask token.
+LRU cache (QaTa has ~60 distinct captions, so almost every lookup hits). `[UNK_POS]` (PosAug's mask token) is
+mapped to the tokenizer's own mask token.
 """
 
 from __future__ import annotations
