@@ -243,11 +243,34 @@ def test_val_batch_size_batches_validation_and_keeps_its_figures(tmp_path, monke
         assert a["loss_sup"] == b["loss_sup"] and a["val_dice_global"] == pytest.approx(b["val_dice_global"], abs=1e-4)
 
 
+def _interrupt(monkeypatch, train, epochs_done):
+    """`train()` stopped by a KeyboardInterrupt once `epochs_done` rows of its metrics.jsonl are written."""
+    from medref_cli.training import loop
+
+    real_append = loop.append_metrics
+
+    def crash(run, row):
+        real_append(run, row)
+        if len((run / "metrics.jsonl").read_text().splitlines()) == epochs_done:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "append_metrics", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(loop, "append_metrics", real_append)
+
+
+def _metric_rows(run):
+    """metrics.jsonl without its timings and cache counts."""
+    volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
+    return [{k: v for k, v in json.loads(line).items() if k not in volatile}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """Interrupt after epoch 2 of 4, resume: metrics identical to an uninterrupted run (CPU, same seed)."""
     from medref_cli.config import TrainRequest
     from medref_cli.stages import pretrain
-    from medref_cli.training import loop
 
     write(tmp_path / "raw", SampleSpec("qata", n=24, size=64, seed=1))
     ws = Workspace.resolve(tmp_path / "w")
@@ -258,25 +281,10 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
                             name=name, resume=resume, overrides={"train": {"epochs": 4, "zoom_prob": 1.0}})
 
     pretrain.run(req("full"), ws)
-    real_append = loop.append_metrics
-
-    def crash_after_two(run, row):
-        real_append(run, row)
-        if len((run / "metrics.jsonl").read_text().splitlines()) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "append_metrics", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.run(req("cut"), ws)
-    monkeypatch.setattr(loop, "append_metrics", real_append)
+    _interrupt(monkeypatch, lambda: pretrain.run(req("cut"), ws), 2)
     pretrain.run(req("cut", resume=True), ws)
-    volatile = {"epoch_s", "elapsed_s", "text_cache_hit_rate"}
-
-    def rows(name):
-        return [{k: v for k, v in json.loads(line).items() if k not in volatile}
-                for line in (ws.runs / name / "metrics.jsonl").read_text().splitlines()]
-
-    assert len(rows("cut")) == 4 and rows("cut") == rows("full")
+    cut = _metric_rows(ws.runs / "cut")
+    assert len(cut) == 4 and cut == _metric_rows(ws.runs / "full")
     # three runs in one process (one ended by an exception): each log.txt holds its own run's lines only
     import logging
 
@@ -293,6 +301,30 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert env[0]["torch_threads"] == torch.get_num_threads() and env[0]["device"] == "cpu"
     assert env[0]["versions"]["torch"] == torch.__version__ and env[0]["world_size"] == 1
     assert "environment: " in (ws.runs / "cut" / "log.txt").read_text()
+
+
+def test_semi_train_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """Semi-MedRef with every part at work from epoch 0 (teacher, T-PatchMix, PosAug, ITCL), interrupted after
+    epoch 2 of 4 and resumed: the metrics of an uninterrupted run. The resumed run's text cache starts empty and
+    meets its captions in other batches (features encoded in batches of some sizes got other last bits)."""
+    from medref_cli.config import TrainRequest
+    from medref_cli.stages import semi_train
+
+    write(tmp_path / "raw", SampleSpec("qata", n=40, size=64, seed=4))
+    ws = Workspace.resolve(tmp_path / "w")
+    prepare(PrepareConfig("qata", tmp_path / "raw", "s"), ws)
+    method = {"burn_in_epochs": 0, "unsup_ramp_epochs": 1, "mix_prob": 0.5, "mix_gate": 0.0}
+
+    def req(name, resume=False):
+        return TrainRequest(stage="semi-train", method="semi-medref", labeled="25%", dataset="s", preset="tiny",
+                            name=name, resume=resume, overrides={"train": {"epochs": 4}, "method": method})
+
+    semi_train.run(req("full"), ws)
+    _interrupt(monkeypatch, lambda: semi_train.run(req("cut"), ws), 2)
+    semi_train.run(req("cut", resume=True), ws)
+    full = _metric_rows(ws.runs / "full")
+    assert full[-1]["w_u"] > 0 and full[-1]["t_patchmix_acceptance"] > 0 and "loss_itc_u" in full[-1]
+    assert _metric_rows(ws.runs / "cut") == full
 
 
 def test_ddp_two_processes_gloo(tmp_path):
