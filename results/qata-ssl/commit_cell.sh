@@ -12,6 +12,10 @@ mkdir -p "$dst/eval-test"
 cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
 [ -f "$src/environment.jsonl" ] && cp "$src/environment.jsonl" "$dst/"  # the machine (code from 7495c02 on)
 cp "$src/eval-test/summary.json" "$src/eval-test/per_case.csv" "$dst/eval-test/"
+# the snapshot's --resume is not exact (its text features drift, fixed in 4df2dbf): say so, for the README's prose
+if grep -q "resumed from" "$src/log.txt" 2>/dev/null; then
+  echo "note: $cell was resumed ($(grep -m1 -o 'resumed from .*' "$src/log.txt")); say so in README.md" >&2
+fi
 ../../.venv/bin/python table.py --write
 git add "$dst" README.md ../../README.md  # table.py writes the matrix into the project README
 git commit -q -m "qata-ssl: $cell" && git log --oneline -1
