@@ -85,7 +85,8 @@ def load_profile(path: Path, profile: str) -> dict[str, Any]:
 
 def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[str, Any]]:
     """A table1 method name -> (registered method, method overrides): `semi-medref-no-itcl` -> ("semi-medref",
-    {"itcl": False}); `semi-medref-official` -> ("semi-medref", {"recipe": "official"})."""
+    {"itcl": False}); `semi-medref-official` -> ("semi-medref", {"recipe": "official"}); ablations chain:
+    `semi-medref-no-pos-aug-no-itcl` -> ("semi-medref", {"pos_aug": False, "itcl": False})."""
     for base in sorted(METHODS, key=len, reverse=True):
         spec = METHODS[base]
         if name == base:
@@ -94,10 +95,24 @@ def parse_method(name: str, source: Path | str = "methods") -> tuple[str, dict[s
             rest = name[len(base) + 1 :]
             if spec.recipes and rest in RECIPES:
                 return base, {"recipe": rest}
-            if rest.startswith("no-") and rest[3:] in spec.ablations:
-                return base, {rest[3:].replace("-", "_"): False}
+            parts = _ablations(rest, spec.ablations)
+            if parts:
+                return base, {part.replace("-", "_"): False for part in parts}
     raise MedrefError(f"{source}: unknown method {name!r} (methods: {', '.join(METHODS)}, their -no-<part> "
                       f"ablations and -<recipe> variants)")
+
+
+def _ablations(rest: str, known: tuple[str, ...]) -> list[str]:
+    """`no-a-no-b` -> [a, b] when every part is one of `known` (part names hold hyphens too); else []."""
+    parts: list[str] = []
+    while rest.startswith("no-"):
+        part = next((k for k in sorted(known, key=len, reverse=True)
+                     if rest[3:] == k or rest[3:].startswith(k + "-no-")), None)
+        if part is None or part in parts:
+            return []
+        parts.append(part)
+        rest = rest[3 + len(part) + 1 :]
+    return parts if not rest else []
 
 
 def ratio_methods(prof: dict[str, Any], ratio: str) -> list[str]:
