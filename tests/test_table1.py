@@ -110,8 +110,12 @@ def test_profiles_and_methods_are_checked(pipeline):
     assert parse_method("semi-medref-no-pos-aug") == ("semi-medref", {"pos_aug": False})
     assert parse_method("semi-medref-official") == ("semi-medref", {"recipe": "official"})
     assert parse_method("semi-medref-no-cutmix") == ("semi-medref", {"cutmix": False})
-    with pytest.raises(MedrefError):
-        parse_method("fixmatch")
+    assert parse_method("semi-medref-no-t-patchmix-no-pos-aug-no-itcl") == (
+        "semi-medref", {"t_patchmix": False, "pos_aug": False, "itcl": False})
+    for bad in ("fixmatch", "semi-medref-no-itcl-no-itcl", "semi-medref-no-itcl-", "semi-medref-no-itcl-no-",
+                "semi-medref-no-pos", "cutmix-no-itcl"):
+        with pytest.raises(MedrefError, match="unknown method"):
+            parse_method(bad)
     with pytest.raises(MedrefError, match="no profile"):
         load_profile(pipeline, "nope")
     bad = pipeline.parent / "bad.yaml"
@@ -134,8 +138,9 @@ def test_a_profile_may_list_its_methods_per_ratio(tmp_path):
     by_ratio = {r: {c.method for c in cells if c.ratio == r and c.seed == 0} for r in ("1%", "2%", "5%")}
     assert by_ratio["1%"] == by_ratio["5%"] == {"supervised", "cutmix", "semi-medref"}
     assert by_ratio["2%"] == {"supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
-                              "semi-medref-no-pos-aug", "semi-medref-no-itcl"}
-    assert len(cells) == 3 * (3 + 7 + 3)
+                              "semi-medref-no-pos-aug", "semi-medref-no-itcl",
+                              "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"}
+    assert len(cells) == 3 * (3 + 8 + 3)
     ratios = {c.run_name for c in matrix(Table1Config("qata-ratios", shipped))[2]}
     assert {c.run_name for c in cells if c.method in ("supervised", "semi-medref") and c.ratio != "15%"} <= ratios
     bad = tmp_path / "bad.yaml"

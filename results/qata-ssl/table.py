@@ -9,8 +9,9 @@
    summary (qata-ratios' cells, whose checkpoints were not kept), from the seeds alone (paired by seed: a t
    interval over the seed differences and a paired t-test p), marked "seeds". The p-values of the whole table
    are Holm-adjusted together. Only seeds both sides finished are paired.
-3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL) the default semi-train minus its ablation
-   at 2 % (the part's effect; positive: the part helps), with the same statistics; Holm-adjusted across the three.
+3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL, the three together) the default semi-train
+   minus its ablation at 2 % (the part's effect; positive: the part helps), and the three-part ablation minus cutmix
+   (what the medref recipe takes from the reports besides them), with the same statistics; Holm-adjusted together.
 4. The project README's matrix (methods x ratios): the headline's figures in one cell each, 3 decimals; a gain is
    in bold where it is a claim (3 seeds or more, its interval excludes 0, Holm p < 0.05).
 """
@@ -29,13 +30,21 @@ sys.path.insert(0, str(HERE.parents[1]))
 from medref_cli.stages.compare import holm, paired_stats, side_of  # noqa: E402
 
 CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
+NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
 ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
-         "semi-medref-no-pos-aug", "semi-medref-no-itcl")
+         "semi-medref-no-pos-aug", "semi-medref-no-itcl", NO_PAPER)
 RATIOS = ("1pct", "2pct", "5pct")
-PARTS = {"t-patchmix": "T-PatchMix", "pos-aug": "PosAug", "itcl": "ITCL"}
+# (label, with the part, without it): the paper's three parts one at a time and together, and what the medref recipe
+# adds to CutMix from the reports (the box clipped to the lung halves both reports name, the side gate)
+PARTS = (("T-PatchMix", "semi-medref", "semi-medref-no-t-patchmix"),
+         ("PosAug", "semi-medref", "semi-medref-no-pos-aug"),
+         ("ITCL", "semi-medref", "semi-medref-no-itcl"),
+         ("the three together", "semi-medref", NO_PAPER),
+         ("side-clipped CutMix + side gate (over cutmix)", NO_PAPER, "cutmix"))
 LABELS = {"supervised": "supervised (`pretrain`)", "mean-teacher": "mean teacher", "cutmix": "CutMix",
           "semi-medref": "**Semi-MedRef** (`semi-train`)", "semi-medref-no-t-patchmix": "Semi-MedRef without T-PatchMix",
-          "semi-medref-no-pos-aug": "Semi-MedRef without PosAug", "semi-medref-no-itcl": "Semi-MedRef without ITCL"}
+          "semi-medref-no-pos-aug": "Semi-MedRef without PosAug", "semi-medref-no-itcl": "Semi-MedRef without ITCL",
+          NO_PAPER: "Semi-MedRef without all three (CutMix, side-clipped, + side gate)"}
 
 
 def cells() -> dict[tuple[str, str], dict[int, Path]]:
@@ -134,8 +143,8 @@ def tables() -> dict[str, str]:
     out["headline"] = "\n".join(lines)
     out["matrix"] = _matrix(rows)
     parts = []
-    for part, label in PARTS.items():
-        full, ablated = found.get(("semi-medref", "2pct")), found.get((f"semi-medref-no-{part}", "2pct"))
+    for label, with_it, without in PARTS:
+        full, ablated = found.get((with_it, "2pct")), found.get((without, "2pct"))
         if full and ablated:
             parts.append((label, statistics.fmean(_dice(r) for r in ablated.values()), _gain(full, ablated)))
     tested = [g for _, _, g in parts if g["p"] is not None]
@@ -145,8 +154,8 @@ def tables() -> dict[str, str]:
     def interval(im: dict | None) -> str:
         return "-" if im is None else f"{im['diff']:+.4f} [{im['ci'][0]:+.4f}, {im['ci'][1]:+.4f}]"
 
-    lines = ["| part | test Dice without it (global, mean over seeds) | its effect on global Dice: semi-medref minus "
-             "the ablation | its effect on per-image Dice | on small lesions | medium | large |", "|---" * 7 + "|"]
+    lines = ["| part | test Dice without it (global, mean over seeds) | its effect on global Dice: with it minus "
+             "without | its effect on per-image Dice | on small lesions | medium | large |", "|---" * 7 + "|"]
     lines += [f"| {label} | {dice:.4f} | {fmt(g)} | {interval(g.get('per_image'))} | "
               + " | ".join(interval(g.get("by_size", {}).get(z)) for z in ("small", "medium", "large")) + " |"
               for label, dice, g in parts]
