@@ -158,6 +158,16 @@ def _global_dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, axis: int = -1)
     return per_image_dice(np.stack([tp.sum(axis), fp.sum(axis), fn.sum(axis)], axis=-1))
 
 
+def _mean_per_image_dice(counts: np.ndarray) -> np.ndarray:
+    """`(..., k, n, 3)` counts -> `(..., k)` per-image Dice averaged over the images (the per-image protocol)."""
+    return per_image_dice(counts).mean(-1)
+
+
+def _image_diff(da: np.ndarray, db: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Paired per-image Dice `(k, ..., n)` -> the mean difference over images, then seeds (scipy's vectorized form)."""
+    return (da - db).mean(axis).mean(0)
+
+
 def _ci(data: tuple[np.ndarray, ...], statistic: Any, resamples: int, seed: int) -> list[float]:
     from scipy import stats
 
@@ -200,14 +210,11 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
                           f"{b.shape[:2]})")
     k = a.shape[0]
     glob = lambda c: _global_dice(c[..., 0], c[..., 1], c[..., 2])  # noqa: E731 - (k, n, 3) -> (k,)
-    pimg = lambda c: per_image_dice(c).mean(-1)  # noqa: E731
+    pimg = _mean_per_image_dice
     ga, gb, pa, pb = glob(a), glob(b), pimg(a), pimg(b)
 
     def global_diff(tpa, fpa, fna, tpb, fpb, fnb, axis=-1):  # noqa: ANN001, ANN202 - scipy's vectorized form
         return (_global_dice(tpa, fpa, fna, axis) - _global_dice(tpb, fpb, fnb, axis)).mean(0)
-
-    def image_diff(da, db, axis=-1):  # noqa: ANN001, ANN202
-        return (da - db).mean(axis).mean(0)
 
     da, db = per_image_dice(a), per_image_dice(b)
     same = np.array_equal(a, b)  # identical sides: every resample differs by exactly 0
@@ -217,7 +224,7 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
                         "ci_cases": zero if same else _ci(tuple(np.moveaxis(a, -1, 0)) + tuple(np.moveaxis(b, -1, 0)),
                                                           global_diff, resamples, seed)},
         "per_image_dice": {"a": float(pa.mean()), "b": float(pb.mean()), "diff": float((pa - pb).mean()),
-                           "ci_cases": zero if same else _ci((da, db), image_diff, resamples, seed),
+                           "ci_cases": zero if same else _ci((da, db), _image_diff, resamples, seed),
                            "wilcoxon_p": wilcoxon_p(da.mean(0), db.mean(0))},
         "per_seed": [{"global_dice_diff": float(ga[i] - gb[i]), "per_image_dice_diff": float(pa[i] - pb[i])}
                      for i in range(k)],
@@ -244,7 +251,6 @@ def by_lesion_size(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, see
         low, high = np.quantile(sized, [1 / 3, 2 / 3])
         strata += [("small", (area > 0) & (area <= low)), ("medium", (area > low) & (area <= high)),
                    ("large", area > high)]
-    pimg = lambda c: per_image_dice(c).mean(-1)  # noqa: E731 - (k, n, 3) -> (k,)
     out = []
     for name, keep in strata:
         if not keep.any():  # tied areas leave a tercile empty
@@ -255,10 +261,9 @@ def by_lesion_size(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, see
         out.append({"stratum": name, "lesion_pixels": [int(area[keep].min()), int(area[keep].max())],
                     "n_images": int(keep.sum()), "a": float(da.mean()), "b": float(db.mean()),
                     "diff": float((da - db).mean()),
-                    "ci_cases": zero if same else _ci((da, db), lambda x, y, axis=-1: (x - y).mean(axis).mean(0),
-                                                      resamples, seed),
+                    "ci_cases": zero if same else _ci((da, db), _image_diff, resamples, seed),
                     "ci_seeds_and_cases": None if len(a) == 1 else zero if same else _two_stage_ci(
-                        sa, sb, pimg, resamples, seed + 1)})
+                        sa, sb, _mean_per_image_dice, resamples, seed + 1)})
     return out
 
 
