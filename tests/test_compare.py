@@ -9,7 +9,7 @@ import pytest
 
 from conftest import counts_for, fake_run
 from medref_cli.errors import MedrefError
-from medref_cli.stages.compare import ONE_SEED, compare, holm, is_better, paired_stats
+from medref_cli.stages.compare import ONE_SEED, by_lesion_size, compare, holm, is_better, paired_stats
 from medref_cli.workspace import Workspace
 
 
@@ -77,8 +77,7 @@ def test_a_gain_on_small_lesions_only_shows_in_the_small_stratum():
     base = rng.uniform(0.3, 0.8, (3, truth.size))
     small = (truth > 0) & (truth <= np.quantile(truth[truth > 0], 1 / 3))
     a = np.clip(base + np.where(small, 0.1, 0.0) + rng.normal(0, 0.02, base.shape), 0, 1)
-    strata = {s["stratum"]: s for s in paired_stats(counts_for(a, truth), counts_for(base, truth),
-                                                    resamples=1000)["per_image_dice_by_lesion_size"]}
+    strata = {s["stratum"]: s for s in by_lesion_size(counts_for(a, truth), counts_for(base, truth), resamples=1000)}
     assert list(strata) == ["no lesion", "small", "medium", "large"]
     assert strata["no lesion"]["n_images"] == 20 and strata["no lesion"]["lesion_pixels"] == [0, 0]
     assert sum(s["n_images"] for s in strata.values()) == truth.size
@@ -87,13 +86,13 @@ def test_a_gain_on_small_lesions_only_shows_in_the_small_stratum():
         lo, hi = strata[name]["ci_seeds_and_cases"]
         assert (lo > 0.08) if name == "small" else (lo < 0 < hi), (name, lo, hi)
     # the same side twice: every stratum 0, [0, 0]
-    same = paired_stats(counts_for(a, truth), counts_for(a, truth), resamples=200)["per_image_dice_by_lesion_size"]
+    same = by_lesion_size(counts_for(a, truth), counts_for(a, truth), resamples=200)
     assert all(s["diff"] == 0 and s["ci_cases"] == [0, 0] == s["ci_seeds_and_cases"] for s in same)
 
 
 def test_too_few_lesions_for_size_terciles_give_no_size_strata():
     d = np.linspace(0.2, 0.9, 20)[None]
-    assert paired_stats(counts_for(d), counts_for(d[:, ::-1]), resamples=200)["per_image_dice_by_lesion_size"] == []
+    assert by_lesion_size(counts_for(d), counts_for(d[:, ::-1]), resamples=200) == []
 
 
 def test_holm_matches_hand_computed_values():

@@ -234,7 +234,6 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
     for key, metric in (("global_dice", glob), ("per_image_dice", pimg)):
         out[key]["ci_seeds_and_cases"] = None if k == 1 else zero if same else _two_stage_ci(a, b, metric, resamples,
                                                                                             seed + 1)
-    out["per_image_dice_by_lesion_size"] = by_lesion_size(a, b, resamples, seed)
     return out
 
 
@@ -292,7 +291,9 @@ def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamp
         raise MedrefError(f"{a.runs[0]} and {b.runs[0]} were evaluated on different {split} images "
                           f"({len(only)} differ, e.g. {only[0]!r}); compare runs of one test set")
     notes = [n for n in (machine_note(a, b), ONE_SEED if len(a.seeds) == 1 else None) if n]
-    return Comparison(a, b, split, paired_stats(a.counts, b.counts, resamples, seed), notes)
+    stats = paired_stats(a.counts, b.counts, resamples, seed)
+    stats["per_image_dice_by_lesion_size"] = by_lesion_size(a.counts, b.counts, resamples, seed)
+    return Comparison(a, b, split, stats, notes)
 
 
 def is_better(stats: dict[str, Any], p_adjusted: float, alpha: float = 1 - CONFIDENCE) -> bool:

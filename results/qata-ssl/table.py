@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from medref_cli.stages.compare import holm, paired_stats, side_of  # noqa: E402
+from medref_cli.stages.compare import by_lesion_size, holm, paired_stats, side_of  # noqa: E402
 
 CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
 NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
@@ -87,7 +87,7 @@ def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
                 "level": "images", "n": len(seeds),
                 "per_image": {"diff": im["diff"], "ci": im["ci_seeds_and_cases"] or im["ci_cases"]},
                 "by_size": {z["stratum"]: {"diff": z["diff"], "ci": z["ci_seeds_and_cases"] or z["ci_cases"]}
-                            for z in st["per_image_dice_by_lesion_size"]}}
+                            for z in by_lesion_size(sa.counts, sb.counts)}}
     d = [_dice(a[s]) - _dice(b[s]) for s in seeds]
     mean = statistics.fmean(d)
     if len(d) < 2:
