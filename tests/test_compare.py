@@ -48,6 +48,27 @@ def test_the_seed_interval_is_wider_than_the_case_interval_when_seeds_disagree()
     assert width(g["ci_seeds_and_cases"]) > 3 * width(g["ci_cases"])
 
 
+def test_the_seed_t_interval_is_the_t_interval_of_the_seed_differences_and_wider_than_the_bootstrap():
+    """With 3 seeds the two-stage bootstrap draws its seed stage from three values; the t interval (2 df) over
+    the three per-seed differences is the conservative check, and agrees with a hand computation."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.8, (3, 400))
+    a = np.clip(base + np.array([[-0.01], [0.02], [0.05]]) + rng.normal(0, 0.02, base.shape), 0, 1)
+    s = paired_stats(counts_for(a), counts_for(base), resamples=2000)
+    img = s["per_image_dice"]
+    d = np.array([p["per_image_dice_diff"] for p in s["per_seed"]])
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert img["seeds_t"]["ci"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-9)
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert img["seeds_t"]["p"] == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-9)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(img["seeds_t"]["ci"]) > width(img["ci_seeds_and_cases"])
+    assert img["seeds_t"]["ci"][0] < 0.02 < img["seeds_t"]["ci"][1] and img["seeds_t"]["p"] > 0.05  # 3 seeds: wide
+    assert paired_stats(counts_for(a[:1]), counts_for(base[:1]), resamples=200)["global_dice"]["seeds_t"] is None
+
+
 def test_the_blocked_two_stage_bootstrap_equals_one_resample_at_a_time(monkeypatch):
     """The seeds-and-images interval is computed on blocks of resamples; it equals the plain loop over the same
     draws (seeds, then images, one resample after another), also when a block is smaller than the resamples."""
@@ -111,6 +132,7 @@ def test_a_run_against_itself_gives_0_an_interval_of_0_and_p_1(tmp_path, cli):
     data = json.loads(out.read_text())
     for key in ("global_dice", "per_image_dice"):
         assert data[key]["diff"] == 0 and data[key]["ci_cases"] == [0, 0] and data[key]["ci_seeds_and_cases"] == [0, 0]
+        assert data[key]["seeds_t"] == {"ci": [0, 0], "p": 1.0}
     assert data["per_image_dice"]["wilcoxon_p"] == 1.0
     assert data["a"]["seeds"] == [0, 1, 2] and data["n_images"] == 50
     assert "t1-cutmix-qata-2pct-s0+1+2" in res.output and data["notes"] == []  # 3 seeds, no records

@@ -38,14 +38,16 @@ def compare(
     seeds = len(cmp.a.seeds) > 1
     table = Table(title=f"{cmp.a.label} (A) vs {cmp.b.label} (B): {split}, {len(cmp.a.ids)} images"
                         + (f", seeds {cmp.a.seeds} paired with {cmp.b.seeds}" if seeds else ""))
-    for col in ("Dice", "A", "B", "A - B", "95 % CI, images", *(["95 % CI, seeds + images"] if seeds else []),
-                "Wilcoxon p"):
+    for col in ("Dice", "A", "B", "A - B", "95 % CI, images",
+                *(["95 % CI, seeds + images", f"95 % CI, seeds (t, {len(cmp.a.seeds) - 1} df)", "t p"] if seeds
+                  else []), "Wilcoxon p"):
         table.add_column(col, justify="left" if col == "Dice" else "right")
     fmt = lambda ci: f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"  # noqa: E731
     for key, name in (("global_dice", "global"), ("per_image_dice", "per-image")):
         s = cmp.stats[key]
         table.add_row(name, f"{s['a']:.4f}", f"{s['b']:.4f}", f"{s['diff']:+.4f}", fmt(s["ci_cases"]),
-                      *([fmt(s["ci_seeds_and_cases"])] if seeds else []),
+                      *([fmt(s["ci_seeds_and_cases"]), fmt(s["seeds_t"]["ci"]), f"{s['seeds_t']['p']:.2g}"]
+                        if seeds else []),
                       f"{s['wilcoxon_p']:.2g}" if "wilcoxon_p" in s else "")
     sizes = Table(title="per-image Dice by true lesion size (lesion pixels as A was scored; no p: where the "
                         "difference lies)")

@@ -10,6 +10,9 @@ sides were evaluated on (`eval-<split>/per_case.csv`; any other id set is refuse
 - with several seeds per side (paired by seed number), also a **seeds-and-cases** interval: a two-stage
   bootstrap that draws the seeds, then the images (Davison & Hinkley 1997, 3.8; scipy has no two-stage
   bootstrap), since at low label ratios the seed-to-seed spread is larger than the case-level interval;
+- with several seeds, beside it a **seed-level t** interval and p: a paired t-test of the per-seed differences
+  (`scipy.stats.ttest_rel`, k - 1 degrees of freedom). With 3 seeds the bootstrap's seed stage draws from three
+  values, which understates the spread between training runs; the t interval is the conservative check;
 - a Wilcoxon signed-rank p on per-image Dice (each image's Dice averaged over the seeds), `scipy.stats.wilcoxon`;
 - per-image Dice A - B by true lesion size (`by_lesion_size`: the images without a lesion, then the terciles of
   lesion area), with the same intervals and no p: a description of where a difference lies, not a test;
@@ -202,6 +205,19 @@ def wilcoxon_p(x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.wilcoxon(x, y).pvalue)
 
 
+def seed_t(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Paired t-test of per-seed values `a`, `b` `(k,)`, k >= 2: {"ci": the 95 % interval of the mean difference,
+    "p": two-sided p}. Differences that do not vary give the interval [d, d] and p 1 (d = 0) or 0."""
+    from scipy import stats
+
+    d = a - b
+    if np.all(d == d[0]):
+        return {"ci": [float(d[0]), float(d[0])], "p": 1.0 if d[0] == 0 else 0.0}
+    res = stats.ttest_rel(a, b)
+    ci = res.confidence_interval(CONFIDENCE)
+    return {"ci": [float(ci.low), float(ci.high)], "p": float(res.pvalue)}
+
+
 def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """a, b `(k seeds, n images, 3)` counts of the same images (seed i of a paired with seed i of b) -> the
     differences, their intervals and the Wilcoxon p (module docstring)."""
@@ -231,9 +247,10 @@ def paired_stats(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed:
         "resamples": resamples,
         "bootstrap_seed": seed,
     }
-    for key, metric in (("global_dice", glob), ("per_image_dice", pimg)):
+    for key, metric, va, vb in (("global_dice", glob, ga, gb), ("per_image_dice", pimg, pa, pb)):
         out[key]["ci_seeds_and_cases"] = None if k == 1 else zero if same else _two_stage_ci(a, b, metric, resamples,
                                                                                             seed + 1)
+        out[key]["seeds_t"] = None if k == 1 else seed_t(va, vb)
     return out
 
 

@@ -162,15 +162,16 @@ def _comparison_lines(ds: str, comparisons: dict[tuple[str, str, str], tuple[dic
     if not mine:
         return []
     md = [f"Paired comparisons with supervised ({ds}; `medref compare`): difference in global and per-image Dice "
-          f"(points), 95 % bootstrap interval over images (and over seeds and images), Wilcoxon signed-rank p "
-          f"on per-image Dice, Holm-adjusted across the table.", "",
-          "| method | column | seeds | Δ global Dice [CI images] [CI seeds + images] | Δ per-image Dice [CI images] "
+          f"(points), 95 % bootstrap interval over images (and over seeds and images, then the t interval of the "
+          f"per-seed differences), Wilcoxon signed-rank p on per-image Dice, Holm-adjusted across the table.", "",
+          "| method | column | seeds | Δ global Dice [CI images] [CI seeds + images] [CI seeds, t] | "
+          "Δ per-image Dice [CI images] "
           "| p | Holm p |", "|---|---|---|---|---|---|---|"]
     pts = lambda ci: "—" if ci is None else f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"  # noqa: E731
     for (_, m, col), (st, p_holm, _) in mine.items():
         g, i = st["global_dice"], st["per_image_dice"]
         md.append(f"| {m} | {col} | {len(st['per_seed'])} | {100 * g['diff']:+.2f} {pts(g['ci_cases'])} "
-                  f"{pts(g['ci_seeds_and_cases'])} | {100 * i['diff']:+.2f} {pts(i['ci_cases'])} | "
+                  f"{pts(g['ci_seeds_and_cases'])} {pts(g['seeds_t'] and g['seeds_t']['ci'])} | {100 * i['diff']:+.2f} {pts(i['ci_cases'])} | "
                   f"{i['wilcoxon_p']:.2g} | {p_holm:.2g} |")
     return md + [""]
 
