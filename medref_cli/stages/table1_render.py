@@ -170,8 +170,9 @@ def _comparison_lines(ds: str, comparisons: dict[tuple[str, str, str], tuple[dic
     pts = lambda ci: "—" if ci is None else f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"  # noqa: E731
     for (_, m, col), (st, p_holm, _) in mine.items():
         g, i = st["global_dice"], st["per_image_dice"]
+        t_ci = g["seeds_t"] and g["seeds_t"]["ci"]
         md.append(f"| {m} | {col} | {len(st['per_seed'])} | {100 * g['diff']:+.2f} {pts(g['ci_cases'])} "
-                  f"{pts(g['ci_seeds_and_cases'])} {pts(g['seeds_t'] and g['seeds_t']['ci'])} | {100 * i['diff']:+.2f} {pts(i['ci_cases'])} | "
+                  f"{pts(g['ci_seeds_and_cases'])} {pts(t_ci)} | {100 * i['diff']:+.2f} {pts(i['ci_cases'])} | "
                   f"{i['wilcoxon_p']:.2g} | {p_holm:.2g} |")
     return md + [""]
 
