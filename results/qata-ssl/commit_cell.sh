@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Commit one finished qata-ssl cell from the queue's workspace: its record and test scores into runs/<cell>/, the
 # tables rewritten. Usage (from the main checkout): bash results/qata-ssl/commit_cell.sh CELL [WORKSPACE]
+# A lever screen (CELL lever-NAME-semi-2pct-s1) goes to ../levers/runs/ instead, its table row written by hand.
 set -euo pipefail
 cell=$1; ws=${2:-/work/ws-ssl}
 cd "$(dirname "$0")"
 src=$ws/runs/$cell
 [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'] in ('finished', 'stopped-early'))" "$src/run.json")" = True ] \
   || { echo "$src: not finished (run.json status)" >&2; exit 1; }
+if [[ $cell == lever-* ]]; then
+  dst=../levers/runs/$cell
+  mkdir -p "$dst"
+  cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$src/environment.jsonl" "$dst/"
+  cp "$src/eval-test/summary.json" "$dst/eval-test-summary.json"
+  git add "$dst" && git commit -q -m "levers: $cell" && git log --oneline -1
+  exit 0
+fi
 dst=runs/$cell
 mkdir -p "$dst/eval-test"
 cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"

@@ -2,16 +2,24 @@
 # The queue that runs the qata-ssl cells: one cell at a time from /work/ws-ssl/queue.txt (first line popped when
 # it starts), code from the snapshot checkout named in snap.txt (PYTHONPATH; cwd outside the repo). Start:
 # bash results/qata-ssl/start_queue.sh (sets it up), or cd /work/ws-ssl && nohup bash qrun.sh >> queue.log 2>&1 &
-# (touch stop: end after the running cell)
+# (touch stop: end after the running cell). A line `lever NAME` screens results/levers/NAME.yaml instead: the default
+# semi-train at 2 %, seed 1, with that config on top (run lever-NAME-semi-2pct-s1), then its test evaluation.
 cd /work/ws-ssl
 while true; do
   cell=$(head -1 queue.txt); [ -z "$cell" ] && { echo "$(date -Is) queue empty"; break; }
   sed -i 1d queue.txt
   snap=$(cat snap.txt)
   echo "$(date -Is) start $cell (code $(git -C $snap rev-parse --short HEAD))"
-  PYTHONPATH=$snap /work/main/.venv/bin/python -m medref_cli table1 --profile qata-ssl \
-    --pipeline $snap/medref_cli/pipelines/table1.yaml --raw /work/shared/data/qata-cov19 --workdir /work/ws-ssl \
-    --only $cell > logs/$cell.log 2>&1
+  medref() { PYTHONPATH=$snap /work/main/.venv/bin/python -m medref_cli "$@" --workdir /work/ws-ssl; }
+  case $cell in
+    "lever "*)
+      lever=${cell#lever }; run=lever-$lever-semi-2pct-s1
+      { medref semi-train -d qata -l 2% --seed 1 --config /work/main/results/levers/$lever.yaml --name $run \
+          --no-progress && medref evaluate $run --split test --no-progress; } > logs/$run.log 2>&1 ;;
+    *)
+      medref table1 --profile qata-ssl --pipeline $snap/medref_cli/pipelines/table1.yaml \
+        --raw /work/shared/data/qata-cov19 --only $cell > logs/$cell.log 2>&1 ;;
+  esac
   echo "$(date -Is) end $cell rc=$?"
   [ -f stop ] && { echo "$(date -Is) stop file"; rm -f stop; break; }
 done

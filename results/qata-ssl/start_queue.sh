@@ -27,7 +27,9 @@ cp "$here/qrun.sh" /work/ws-ssl/
 echo $SNAP > /work/ws-ssl/snap.txt
 # (an `if`, not `a && b`: with set -e and pipefail, a loop whose last test fails would end the script here)
 grep -v '^#' "$here/queue-order.txt" | while read -r cell; do
-  if [ -n "$cell" ] && [ ! -f "$here/runs/$cell/eval-test/summary.json" ]; then echo "$cell"; fi
+  case $cell in "lever "*) done_file=$here/../levers/runs/lever-${cell#lever }-semi-2pct-s1/eval-test-summary.json ;;
+                *) done_file=$here/runs/$cell/eval-test/summary.json ;; esac
+  if [ -n "$cell" ] && [ ! -f "$done_file" ]; then echo "$cell"; fi
 done > /work/ws-ssl/queue.txt
 echo "$(wc -l < /work/ws-ssl/queue.txt) cells queued, first $(head -1 /work/ws-ssl/queue.txt)"
 cd /work/ws-ssl && setsid nohup bash qrun.sh >> queue.log 2>&1 < /dev/null &
