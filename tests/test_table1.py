@@ -72,8 +72,11 @@ def test_two_cell_matrix(pipeline, tmp_path):
     assert len(rows) == 2 and all(r["split_sha256"] and r["dataset_hash"] for r in rows)
     assert 0.0 <= float(rows[0]["dice_global"]) <= 1.0
     assert (out / "table1.png").is_file()
-    cells, _ = run(Table1Config("two", pipeline), ws)  # resumes: nothing is trained again
+    cells, out = run(Table1Config("two", pipeline), ws)  # resumes: nothing is trained again
     assert [c.status for c in cells] == ["done (cached)", "done (cached)"]
+    again = list(csv.DictReader((out / "table1.csv").open()))  # the runs' training times survive a re-collect
+    assert [r["train_s"] for r in again] == [r["train_s"] for r in rows] and float(rows[0]["train_s"]) > 0
+    assert [float(r["wall_s"]) for r in again] == [0.0, 0.0]
     # another profile whose cells have the same names: the finished runs are neither reused nor replaced
     before = {f: f.stat().st_mtime_ns for f in ws.runs.rglob("*") if f.is_file()}
     cells, _ = run(Table1Config("two-longer", pipeline), ws)

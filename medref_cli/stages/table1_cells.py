@@ -81,7 +81,7 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         check_same_experiment(ws, run, req)
     summary = run / "eval-test" / "summary.json"
     if summary.is_file():
-        cell.summary, cell.status = load_summary(summary), "done (cached)"
+        cell.summary, cell.status, cell.train_s = load_summary(summary), "done (cached)", train_seconds(run)
         return
     if collect:
         cell.status = "missing"
@@ -93,7 +93,15 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
         req.overwrite = not req.resume
         (pretrain.run if stage == "pretrain" else semi_train.run)(req, ws)
     cell.summary, _ = evaluate(EvaluateConfig(str(run), overlays=2), ws)
-    cell.status, cell.wall_s = "done", time.time() - t0
+    cell.status, cell.wall_s, cell.train_s = "done", time.time() - t0, train_seconds(run)
+
+
+def train_seconds(run: Path) -> float | None:
+    """The run's training time as it recorded it: `elapsed_s` of its last `metrics.jsonl` row (None: no rows)."""
+    from medref_cli.training.run_dir import read_metrics
+
+    rows = read_metrics(run)
+    return rows[-1].get("elapsed_s") if rows else None
 
 
 def check_same_experiment(ws: Workspace, run: Path, req: TrainRequest) -> None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def cell_job(workdir: str, cfg: Table1Config, cell_name: str, threads: int | None = None,
              log_file: str | None = None) -> dict[str, Any]:
-    """Runs in the job's process: one cell, by run name -> {status, error, wall_s}. `threads`: torch's intra-op
+    """Runs in the job's process: one cell, by run name -> {status, error, wall_s, train_s}. `threads`: torch's intra-op
     threads in this process (a profile's `train.threads` still wins); `log_file`: the cell's log lines go there
     too (a local worker's job log)."""
     from dataclasses import replace
@@ -51,7 +51,7 @@ def cell_job(workdir: str, cfg: Table1Config, cell_name: str, threads: int | Non
         if handler is not None:
             logging.getLogger("medref_cli").removeHandler(handler)
             handler.close()
-    return {"status": cells[0].status, "error": cells[0].error, "wall_s": cells[0].wall_s}
+    return {"status": cells[0].status, "error": cells[0].error, "wall_s": cells[0].wall_s, "train_s": cells[0].train_s}
 
 
 def expected_cost(cell: Cell) -> float:
@@ -164,7 +164,7 @@ def _run_jobs(executor: Any, cfg: Table1Config, ws: Workspace, job_cfg: Table1Co
             except Exception as exc:  # the job's process died or raised outside run_cell
                 result = {"status": "failed", "error": f"job {job.job_id}: {exc.__class__.__name__}: {exc}"}
             cell.status, cell.error = result["status"], result.get("error", "")
-            cell.wall_s = result.get("wall_s", 0.0)
+            cell.wall_s, cell.train_s = result.get("wall_s", 0.0), result.get("train_s")
             cell.run = str(ws.runs / cell.run_name)
             summary = ws.runs / cell.run_name / "eval-test" / "summary.json"
             if cell.status != "failed" and summary.is_file():

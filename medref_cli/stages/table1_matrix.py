@@ -38,7 +38,8 @@ class Cell:
     run: str = ""
     summary: EvalSummary | None = None
     error: str = ""
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # this invocation's time on the cell (0 for a cell found done)
+    train_s: float | None = None  # the run's own training time (its last `elapsed_s`), also for a cell found done
     budget: float | None = None  # train.max_minutes of this cell (profiles with `budgets`)
 
     @property

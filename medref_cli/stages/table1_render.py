@@ -42,7 +42,9 @@ def write_outputs(out: Path, profile: str, prof: dict[str, Any], cells: list[Cel
                       for k, col in enumerate(columns) if stats[(m, col, "dice")][2]] for m in methods}
         panels.append((f"{ds}: test Dice (global), mean ± std over seeds", series, columns))
     failed = [c for c in cells if c.status == "failed"]
-    md += [f"{len(cells)} cells, {len(failed)} failed; wall time {wall_s / 60:.1f} min.", ""]
+    trained = [c.train_s for c in cells if c.train_s is not None]
+    recorded = f" (the runs' own training time: {sum(trained) / 60:.1f} min)" if trained else ""
+    md += [f"{len(cells)} cells, {len(failed)} failed; wall time {wall_s / 60:.1f} min{recorded}.", ""]
     md += [_machines(cells), ""]
     md += [f"- failed: {c.dataset} {c.column} {c.method} seed {c.seed}: {c.error}" for c in failed]
     write_bytes_atomic(out / "table1.md", ("\n".join(md) + "\n").encode())
@@ -70,7 +72,7 @@ def _csv(cells: list[Cell]) -> str:
     w = csv.writer(buf)
     w.writerow(["dataset", "ratio", "budget_min", "method", "seed", "status", "dice_global", "iou_global",
                 "dice_per_image", "iou_per_image", "text_gap_shuffled", "run", "split_file", "split_sha256",
-                "dataset_hash", "wall_s", "error"])
+                "dataset_hash", "wall_s", "train_s", "error"])
     for c in cells:
         p = c.summary.protocols if c.summary else {"global": {}, "per_image": {}}
         gap = c.summary.shuffled_gap if c.summary else None
@@ -80,7 +82,7 @@ def _csv(cells: list[Cell]) -> str:
                     p["global"].get("dice", ""), p["global"].get("iou", ""),
                     p["per_image"].get("dice", ""), p["per_image"].get("iou", ""), "" if gap is None else gap,
                     c.run, data.split_file if data else "", _sha(split), data.dataset_hash if data else "",
-                    round(c.wall_s, 1), c.error])
+                    round(c.wall_s, 1), "" if c.train_s is None else round(c.train_s, 1), c.error])
     return buf.getvalue()
 
 
