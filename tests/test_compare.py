@@ -9,7 +9,16 @@ import pytest
 
 from conftest import counts_for, fake_run
 from medref_cli.errors import MedrefError
-from medref_cli.stages.compare import ONE_SEED, by_lesion_size, compare, holm, is_better, paired_stats
+from medref_cli.stages.compare import (
+    ONE_SEED,
+    by_lesion_size,
+    by_report_side,
+    compare,
+    holm,
+    is_better,
+    paired_stats,
+    read_per_case,
+)
 from medref_cli.workspace import Workspace
 
 
@@ -116,6 +125,32 @@ def test_too_few_lesions_for_size_terciles_give_no_size_strata():
     assert by_lesion_size(counts_for(d), counts_for(d[:, ::-1]), resamples=200) == []
 
 
+def test_a_gain_on_one_sided_reports_only_shows_in_their_stratum():
+    """`by_report_side` groups the images by the side their report names (its zone vector: left zones first)."""
+    rng = np.random.default_rng(4)
+    zones = ["100000", "011000", "000001", "100100", "000000"] * 100  # left, left, right, bilateral, none
+    base = rng.uniform(0.3, 0.8, (3, len(zones)))
+    left = np.array([z[:3] != "000" and z[3:] == "000" for z in zones])
+    a = np.clip(base + np.where(left, 0.1, 0.0) + rng.normal(0, 0.02, base.shape), 0, 1)
+    strata = {s["stratum"]: s for s in by_report_side(counts_for(a), counts_for(base), zones, resamples=1000)}
+    assert {k: s["n_images"] for k, s in strata.items()} == {"left": 200, "right": 100, "bilateral": 100, "none": 100}
+    for name, s in strata.items():
+        lo, hi = s["ci_seeds_and_cases"]
+        assert (lo > 0.08) if name == "left" else (lo < 0 < hi), (name, lo, hi)
+
+
+def test_a_per_case_table_without_zone_vectors_gives_no_report_strata(tmp_path):
+    run = fake_run(tmp_path, "r", 0, np.linspace(0.2, 0.9, 10))
+    assert read_per_case(run, "test")[1] == {f"img{k:04d}": "100000" for k in range(10)}
+    path = run / "eval-test" / "per_case.csv"
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([rows[0].replace("zones", "zone")] + rows[1:]) + "\n")  # an older or edited table
+    counts, zones = read_per_case(run, "test")
+    assert zones is None and len(counts) == 10
+    ws = Workspace.resolve(tmp_path)
+    assert compare("r", "r", ws, resamples=100).stats["per_image_dice_by_report_side"] is None
+
+
 def test_holm_matches_hand_computed_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5] and holm([0.6, 0.6]) == [1.0, 1.0]
@@ -133,6 +168,9 @@ def test_a_run_against_itself_gives_0_an_interval_of_0_and_p_1(tmp_path, cli):
     for key in ("global_dice", "per_image_dice"):
         assert data[key]["diff"] == 0 and data[key]["ci_cases"] == [0, 0] and data[key]["ci_seeds_and_cases"] == [0, 0]
         assert data[key]["seeds_t"] == {"ci": [0, 0], "p": 1.0}
+    sides = data["per_image_dice_by_report_side"]  # fake_run's reports name the left lung
+    assert [(s["stratum"], s["n_images"], s["diff"], s["ci_cases"]) for s in sides] == [("left", 50, 0, [0, 0])]
+    assert "by the side the report names" in res.output
     assert data["per_image_dice"]["wilcoxon_p"] == 1.0
     assert data["a"]["seeds"] == [0, 1, 2] and data["n_images"] == 50
     assert "t1-cutmix-qata-2pct-s0+1+2" in res.output and data["notes"] == []  # 3 seeds, no records

@@ -49,19 +49,24 @@ def compare(
                       *([fmt(s["ci_seeds_and_cases"]), fmt(s["seeds_t"]["ci"]), f"{s['seeds_t']['p']:.2g}"]
                         if seeds else []),
                       f"{s['wilcoxon_p']:.2g}" if "wilcoxon_p" in s else "")
-    sizes = Table(title="per-image Dice by true lesion size (lesion pixels as A was scored; no p: where the "
-                        "difference lies)")
-    for col in ("lesion", "pixels", "images", "A", "B", "A - B", "95 % CI, images",
-                *(["95 % CI, seeds + images"] if seeds else [])):
-        sizes.add_column(col, justify="left" if col == "lesion" else "right")
-    for s in cmp.stats["per_image_dice_by_lesion_size"]:
-        sizes.add_row(s["stratum"], "{}-{}".format(*s["lesion_pixels"]), str(s["n_images"]), f"{s['a']:.4f}",
-                      f"{s['b']:.4f}", f"{s['diff']:+.4f}", fmt(s["ci_cases"]),
-                      *([fmt(s["ci_seeds_and_cases"])] if seeds else []))
     console = Console()
     console.print(table)
-    if sizes.rows:
-        console.print(sizes)
+    strata = (("per-image Dice by true lesion size (lesion pixels as A was scored; no p: where the difference lies)",
+               "lesion", cmp.stats["per_image_dice_by_lesion_size"]),
+              ("per-image Dice by the side the report names (no p)", "report", cmp.stats["per_image_dice_by_report_side"]))
+    for title, what, rows in strata:
+        if not rows:
+            continue
+        sub = Table(title=title)
+        pixels = "lesion_pixels" in rows[0]
+        for col in (what, *(["pixels"] if pixels else []), "images", "A", "B", "A - B", "95 % CI, images",
+                    *(["95 % CI, seeds + images"] if seeds else [])):
+            sub.add_column(col, justify="left" if col == what else "right")
+        for s in rows:
+            sub.add_row(s["stratum"], *(["{}-{}".format(*s["lesion_pixels"])] if pixels else []), str(s["n_images"]),
+                        f"{s['a']:.4f}", f"{s['b']:.4f}", f"{s['diff']:+.4f}", fmt(s["ci_cases"]),
+                        *([fmt(s["ci_seeds_and_cases"])] if seeds else []))
+        console.print(sub)
     for note in cmp.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"-> {path}")

@@ -15,7 +15,9 @@ sides were evaluated on (`eval-<split>/per_case.csv`; any other id set is refuse
   values, which understates the spread between training runs; the t interval is the conservative check;
 - a Wilcoxon signed-rank p on per-image Dice (each image's Dice averaged over the seeds), `scipy.stats.wilcoxon`;
 - per-image Dice A - B by true lesion size (`by_lesion_size`: the images without a lesion, then the terciles of
-  lesion area), with the same intervals and no p: a description of where a difference lies, not a test;
+  lesion area) and by the side the report names (`by_report_side`: left only, right only, both, none; from the
+  `zones` column of per_case.csv), with the same intervals and no p: a description of where a difference lies,
+  not a test;
 - `holm` adjusts the p-values of the comparisons of one table (Holm 1979).
 
 Writes nothing itself; the command writes the JSON of `Comparison.to_dict`.
@@ -58,6 +60,7 @@ class Side:
     ids: list[str]
     counts: np.ndarray
     machines: list[str | None]  # per run, where it trained (`machine_of`; None: not recorded)
+    zones: list[str] | None = None  # per image, the report's 6-bit zone vector (None: per_case.csv without it)
 
 
 @dataclass
@@ -103,17 +106,20 @@ def resolve_runs(spec: str, ws: Workspace) -> list[Path]:
     raise MedrefError(f"{spec}: no run folder of that name or pattern (nor under {ws.runs})")
 
 
-def read_per_case(run: Path, split: str) -> dict[str, tuple[int, int, int]]:
-    """`<run>/eval-<split>/per_case.csv` -> {image id: (tp, fp, fn)}."""
+def read_per_case(run: Path, split: str) -> tuple[dict[str, tuple[int, int, int]], dict[str, str] | None]:
+    """`<run>/eval-<split>/per_case.csv` -> ({image id: (tp, fp, fn)}, {image id: zone vector} or None when the
+    table has no valid `zones` column)."""
     path = run / f"eval-{split}" / "per_case.csv"
     if not path.is_file():
         raise MedrefError(f"{path}: not found; run `medref evaluate {run.name} --split {split}` first")
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     try:
-        return {r["id"]: (int(r["tp"]), int(r["fp"]), int(r["fn"])) for r in rows}
+        counts = {r["id"]: (int(r["tp"]), int(r["fp"]), int(r["fn"])) for r in rows}
     except (KeyError, TypeError, ValueError):
         raise MedrefError(f"{path}: not a per_case.csv of `medref evaluate` (columns id, tp, fp, fn)") from None
+    zones = {r["id"]: r.get("zones") or "" for r in rows}
+    return counts, zones if all(re.fullmatch(r"[01]{6}", z) for z in zones.values()) else None
 
 
 def _label(runs: list[Path], seeds: list[int]) -> str:
@@ -140,13 +146,16 @@ def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
     runs, run_seeds = [runs[k] for k in order], [configs[k].seed for k in order]
     if len(set(run_seeds)) < len(run_seeds):
         raise MedrefError(f"{source}: two runs with the same seed; a side holds one run per seed")
-    cases = [read_per_case(r, split) for r in runs]
+    read = [read_per_case(r, split) for r in runs]
+    cases = [c for c, _ in read]
     ids = sorted(cases[0])
     for r, c in zip(runs, cases, strict=True):
         if set(c) != set(ids):
             raise MedrefError(f"{r}: evaluated on other {split} images than {runs[0].name}; compare runs of one test set")
     counts = np.array([[c[i] for i in ids] for c in cases], dtype=np.int64)
-    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts, [machine_of(r) for r in runs])
+    zones = read[0][1]
+    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts, [machine_of(r) for r in runs],
+                None if zones is None else [zones[i] for i in ids])
 
 
 def per_image_dice(counts: np.ndarray) -> np.ndarray:
@@ -267,20 +276,36 @@ def by_lesion_size(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, see
         low, high = np.quantile(sized, [1 / 3, 2 / 3])
         strata += [("small", (area > 0) & (area <= low)), ("medium", (area > low) & (area <= high)),
                    ("large", area > high)]
-    out = []
-    for name, keep in strata:
-        if not keep.any():  # tied areas leave a tercile empty
-            continue
-        sa, sb = a[:, keep], b[:, keep]
-        da, db = per_image_dice(sa), per_image_dice(sb)
-        same, zero = np.array_equal(sa, sb), [0.0, 0.0]
-        out.append({"stratum": name, "lesion_pixels": [int(area[keep].min()), int(area[keep].max())],
-                    "n_images": int(keep.sum()), "a": float(da.mean()), "b": float(db.mean()),
-                    "diff": float((da - db).mean()),
-                    "ci_cases": zero if same else _ci((da, db), _image_diff, resamples, seed),
-                    "ci_seeds_and_cases": None if len(a) == 1 else zero if same else _two_stage_ci(
-                        sa, sb, _mean_per_image_dice, resamples, seed + 1)})
-    return out
+    return [{"stratum": name, "lesion_pixels": [int(area[keep].min()), int(area[keep].max())],
+             **_stratum(a, b, keep, resamples, seed)}
+            for name, keep in strata if keep.any()]  # tied areas can leave a tercile empty
+
+
+REPORT_SIDES = ("left", "right", "bilateral", "none")  # zone_masks.laterality's groups
+
+
+def by_report_side(a: np.ndarray, b: np.ndarray, zones: list[str], resamples: int = RESAMPLES,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Per-image Dice A - B within the groups of images whose report names the left lung only, the right only,
+    both, or no side (`zones`: each image's 6-bit zone vector, as per_case.csv writes it); the intervals of
+    `paired_stats`, no p. Where a part that reads the report's position (PosAug, ITCL, the side gate) acts."""
+    from medref_cli.zone_masks import laterality
+
+    side = np.array([laterality([int(c) for c in z]) for z in zones])
+    return [{"stratum": name, **_stratum(a, b, side == name, resamples, seed)}
+            for name in REPORT_SIDES if (side == name).any()]
+
+
+def _stratum(a: np.ndarray, b: np.ndarray, keep: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
+    """The images `keep` of a, b `(k, n, 3)`: their count, mean per-image Dice of each side, the difference and
+    its intervals (over images; over seeds and images with several seeds)."""
+    sa, sb = a[:, keep], b[:, keep]
+    da, db = per_image_dice(sa), per_image_dice(sb)
+    same, zero = np.array_equal(sa, sb), [0.0, 0.0]
+    return {"n_images": int(keep.sum()), "a": float(da.mean()), "b": float(db.mean()), "diff": float((da - db).mean()),
+            "ci_cases": zero if same else _ci((da, db), _image_diff, resamples, seed),
+            "ci_seeds_and_cases": None if len(a) == 1 else zero if same else _two_stage_ci(
+                sa, sb, _mean_per_image_dice, resamples, seed + 1)}
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -310,6 +335,8 @@ def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamp
     notes = [n for n in (machine_note(a, b), ONE_SEED if len(a.seeds) == 1 else None) if n]
     stats = paired_stats(a.counts, b.counts, resamples, seed)
     stats["per_image_dice_by_lesion_size"] = by_lesion_size(a.counts, b.counts, resamples, seed)
+    stats["per_image_dice_by_report_side"] = (None if a.zones is None else
+                                              by_report_side(a.counts, b.counts, a.zones, resamples, seed))
     return Comparison(a, b, split, stats, notes)
 
 

@@ -12,6 +12,7 @@
 3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL, the three together) the default semi-train
    minus its ablation at 2 % (the part's effect; positive: the part helps), and the three-part ablation minus cutmix
    (what the medref recipe takes from the reports besides them), with the same statistics; Holm-adjusted together.
+   A second table splits each effect (and Semi-MedRef's whole gain over cutmix) by the side the test report names.
 4. The project README's matrix (methods x ratios): the headline's figures in one cell each, 3 decimals; a gain is
    in bold where it is a claim (3 seeds or more, its interval excludes 0, Holm p < 0.05, and the t interval over the
    per-seed differences excludes 0 where the gain was compared per image).
@@ -28,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from medref_cli.stages.compare import by_lesion_size, holm, paired_stats, side_of  # noqa: E402
+from medref_cli.stages.compare import by_lesion_size, by_report_side, holm, paired_stats, side_of  # noqa: E402
 
 CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
 NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
@@ -70,6 +71,12 @@ def _dice(run: Path) -> float:
     return _summary(run)["protocols"]["global"]["dice"]
 
 
+def _strata(rows: list[dict]) -> dict[str, dict]:
+    """compare's strata -> {stratum: {diff, ci, n}} (the interval over seeds and images where there are several)."""
+    return {z["stratum"]: {"diff": z["diff"], "ci": z["ci_seeds_and_cases"] or z["ci_cases"], "n": z["n_images"]}
+            for z in rows}
+
+
 def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
     """A - B in global Dice over the seeds both have: per image where both have per-case scores, else per seed."""
     from scipy import stats
@@ -87,8 +94,8 @@ def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
                 "p": im["wilcoxon_p"] if len(seeds) > 1 else None, "t": g["seeds_t"],
                 "level": "images", "n": len(seeds),
                 "per_image": {"diff": im["diff"], "ci": im["ci_seeds_and_cases"] or im["ci_cases"]},
-                "by_size": {z["stratum"]: {"diff": z["diff"], "ci": z["ci_seeds_and_cases"] or z["ci_cases"]}
-                            for z in by_lesion_size(sa.counts, sb.counts)}}
+                "by_size": _strata(by_lesion_size(sa.counts, sb.counts)),
+                "by_side": _strata(by_report_side(sa.counts, sb.counts, sa.zones)) if sa.zones else {}}
     d = [_dice(a[s]) - _dice(b[s]) for s in seeds]
     mean = statistics.fmean(d)
     if len(d) < 2:
@@ -162,6 +169,17 @@ def tables() -> dict[str, str]:
               + " | ".join(interval(g.get("by_size", {}).get(z)) for z in ("small", "medium", "large")) + " |"
               for label, dice, g in parts]
     out["components"] = "\n".join(lines)
+    whole = [("Semi-MedRef over cutmix (the whole gain)", _gain(found[("semi-medref", "2pct")], found[("cutmix", "2pct")]))
+             if ("semi-medref", "2pct") in found and ("cutmix", "2pct") in found else None]
+    rows = [(label, g) for label, _, g in parts] + [w for w in whole if w]
+    n = {z: v["n"] for _, g in rows for z, v in g.get("by_side", {}).items()}
+    sides = [z for z in ("left", "right", "bilateral", "none") if z in n]
+    names = {"left": "left lung only", "right": "right lung only", "bilateral": "both lungs", "none": "no side"}
+    lines = ["| part | " + " | ".join(f"report: {names[z]} ({n[z]} images)" for z in sides) + " |",
+             "|---|" + "---|" * len(sides)]
+    lines += [f"| {label} | " + " | ".join(interval(g.get("by_side", {}).get(z)) for z in sides) + " |"
+              for label, g in rows]
+    out["components-sides"] = "\n".join(lines)
     return out
 
 
