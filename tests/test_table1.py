@@ -329,3 +329,13 @@ def test_a_supervised_cell_from_before_the_run_spec_is_still_the_same_experiment
     check_same_experiment(ws, run, req)  # no error: the same experiment
     with pytest.raises(MedrefError, match="another experiment"):
         check_same_experiment(ws, run, TrainRequest(**{**req.__dict__, "overrides": {"train": {"epochs": 9}}}))
+
+
+def test_a_cells_training_time_comes_from_its_metrics_and_a_damaged_file_does_not_fail_it(tmp_path):
+    from medref_cli.stages.table1_cells import train_seconds
+
+    assert train_seconds(tmp_path) is None  # no metrics.jsonl
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0, "elapsed_s": 3.5}\n{"epoch": 1, "elapsed_s": 7.25}\n{"ep')
+    assert train_seconds(tmp_path) == 7.25  # a torn last line is left out
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0, "elapsed_s": 3.5}\nnot json\n{"epoch": 2, "elapsed_s": 9}\n')
+    assert train_seconds(tmp_path) is None

@@ -97,10 +97,15 @@ def run_cell(ws: Workspace, prof: dict[str, Any], cell: Cell, collect: bool = Fa
 
 
 def train_seconds(run: Path) -> float | None:
-    """The run's training time as it recorded it: `elapsed_s` of its last `metrics.jsonl` row (None: no rows)."""
+    """The run's training time as it recorded it: `elapsed_s` of its last `metrics.jsonl` row (None: no rows, or a
+    damaged file: a figure for the table, not a reason to fail a finished cell)."""
     from medref_cli.training.run_dir import read_metrics
 
-    rows = read_metrics(run)
+    try:
+        rows = read_metrics(run)
+    except MedrefError as exc:
+        log.warning("%s", exc)
+        return None
     return rows[-1].get("elapsed_s") if rows else None
 
 
