@@ -78,6 +78,18 @@ def test_the_seed_t_interval_is_the_t_interval_of_the_seed_differences_and_wider
     assert paired_stats(counts_for(a[:1]), counts_for(base[:1]), resamples=200)["global_dice"]["seeds_t"] is None
 
 
+def test_a_gain_the_seeds_disagree_on_is_not_called_better():
+    """Seeds that gain +0.10 / +0.01 / +0.04: the two-stage bootstrap (its seed stage draws from three values)
+    stays above 0, the t interval over the three seed differences does not, so A is not called better."""
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.3, 0.8, (3, 600))
+    a = np.clip(base + np.array([[0.10], [0.01], [0.04]]) + rng.normal(0, 0.01, base.shape), 0, 1)
+    s = paired_stats(counts_for(a), counts_for(base), resamples=2000)
+    g = s["global_dice"]
+    assert g["ci_seeds_and_cases"][0] > 0 and g["seeds_t"]["ci"][0] < 0 < g["seeds_t"]["ci"][1]
+    assert s["per_image_dice"]["wilcoxon_p"] < 1e-10 and not is_better(s, s["per_image_dice"]["wilcoxon_p"])
+
+
 def test_the_blocked_two_stage_bootstrap_equals_one_resample_at_a_time(monkeypatch):
     """The seeds-and-images interval is computed on blocks of resamples; it equals the plain loop over the same
     draws (seeds, then images, one resample after another), also when a block is smaller than the resamples."""

@@ -341,8 +341,10 @@ def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamp
 
 
 def is_better(stats: dict[str, Any], p_adjusted: float, alpha: float = 1 - CONFIDENCE) -> bool:
-    """A beats B: the global-Dice interval (seeds and cases where there are several seeds) lies above 0 and
-    the (adjusted) Wilcoxon p is below `alpha`."""
+    """A beats B: the global-Dice interval (seeds and cases where there are several seeds) lies above 0, so does
+    the t interval over the per-seed differences (several seeds), and the (adjusted) Wilcoxon p is below
+    `alpha`."""
     g = stats["global_dice"]
     lo = (g["ci_seeds_and_cases"] or g["ci_cases"])[0]
-    return lo > 0 and p_adjusted < alpha and not math.isnan(p_adjusted)
+    seeds_agree = g.get("seeds_t") is None or g["seeds_t"]["ci"][0] > 0
+    return lo > 0 and seeds_agree and p_adjusted < alpha and not math.isnan(p_adjusted)

@@ -105,7 +105,8 @@ def _markdown(ds: str, cells: list[Cell], columns: list[str], methods: list[str]
     md = [f"**{ds}** — Dice and IoU (%) on the test split, **global protocol** (true/false positives pooled over "
           f"all test pixels), threshold 0.5; mean ± std over seeds {seeds}. Bold: best per column; †: better than "
           f"supervised (paired over the same test images: the 95 % bootstrap interval of the global-Dice "
-          f"difference lies above 0 and the Holm-adjusted Wilcoxon p < 0.05; see the comparisons below). "
+          f"difference lies above 0, so does the t interval over the per-seed differences, and the Holm-adjusted "
+          f"Wilcoxon p < 0.05; see the comparisons below). "
           f"Shuffled text: global Dice with the reports shuffled across test images. Per-image-mean figures are "
           f"in table1.csv.", ""]
     md += ["| method | " + " | ".join(f"{col} Dice | {col} IoU | {col} shuffled text" for col in columns) + " |",
