@@ -2,7 +2,7 @@
 
 `--write` puts both into README.md instead.
 
-1. One row per cell (test Dice, epochs).
+1. One row per cell (test Dice, the same with the test reports shuffled across images, epochs).
 2. The headline: per method and ratio the test Dice (global, mean +- std over seeds), its gain over supervised
    and over cutmix. Where both sides have `eval-test/per_case.csv`, the gain comes from `medref compare`'s
    statistics (a 95 % interval over seeds and images, Wilcoxon p on per-image Dice); where one side has only its
@@ -109,12 +109,16 @@ def _gain(a: dict[int, Path], b: dict[int, Path]) -> dict | None:
 def tables() -> dict[str, str]:
     """{"cells": the per-cell table, "headline": the headline table}, as Markdown."""
     found = cells()
-    lines = ["| cell | test Dice global | per-image | epochs (best) |", "|---|---|---|---|"]
+    lines = ["| cell | test Dice global | per-image | with the reports shuffled (global) | epochs (best) |",
+             "|---|---|---|---|---|"]
     for run in sorted((HERE / "runs").iterdir()) if (HERE / "runs").is_dir() else []:
         s, info = _summary(run), json.loads((run / "run.json").read_text())
         if s is not None:
+            shuffled = (s.get("text_ablation") or {}).get("shuffled")
             lines.append(f"| {run.name} | {s['protocols']['global']['dice']:.4f} | "
-                         f"{s['protocols']['per_image']['dice']:.4f} | {info['epochs_done']} ({info['best_epoch']}) |")
+                         f"{s['protocols']['per_image']['dice']:.4f} | "
+                         + ("-" if not shuffled else f"{shuffled['global']['dice']:.4f}")
+                         + f" | {info['epochs_done']} ({info['best_epoch']}) |")
     out = {"cells": "\n".join(lines)}
     rows, gains = [], []
     for ratio in RATIOS:
