@@ -282,7 +282,7 @@ class EvalSummary:
     eval_model: str
     protocols: dict[str, dict[str, float]]
     per_zone: dict[str, dict[str, float]]  # zone name -> {"dice", "iou"} (global protocol inside the zone)
-    per_laterality: dict[str, dict[str, Any]]  # left | right | both | none -> {"n", "global", "per_image"}
+    per_laterality: dict[str, dict[str, Any]]  # left | right | bilateral | none -> {"n", "global", "per_image"}
     text_ablation: dict[str, Any] | None = None  # shuffled / empty protocols and the global-Dice gaps
     side_gate: bool = False
     threshold: float = 0.5

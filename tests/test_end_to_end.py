@@ -83,7 +83,10 @@ def test_evaluate_without_the_text_ablation(trained, cli):
     res = cli("evaluate", "learn", "--no-ablation", "--overlays", "0", "--overwrite", "--workdir", ws.root)
     assert res.exit_code == 0, res.output
     assert "global Dice" in res.output and "text gap" not in res.output
-    assert load_summary(run / "eval-test" / "summary.json").text_ablation is None
+    summary = load_summary(run / "eval-test" / "summary.json")
+    assert summary.text_ablation is None
+    left = summary.per_laterality["left"]  # the breakdown by report side, one line
+    assert f"left only {left['per_image']['dice']:.4f} ({left['n']})" in res.output
     evaluate(EvaluateConfig("learn", overwrite=True), ws)  # leave the fixture's full evaluation in place
 
 

@@ -45,6 +45,12 @@ def evaluate(
         line += (f"; text gap (global Dice) shuffled {t['gap_global_dice_shuffled']:+.4f}, "
                  f"empty {t['gap_global_dice_empty']:+.4f}")
     typer.echo(f"{line} -> {out}")
+    sides = [(name, s.per_laterality[key]) for key, name in (("left", "left only"), ("right", "right only"),
+                                                              ("bilateral", "both"), ("none", "none"))
+             if key in s.per_laterality]
+    if len(sides) > 1:  # where report-reading methods differ most: the one-lung reports
+        typer.echo("  by the side the report names, per-image Dice: " + ", ".join(
+            f"{name} {g['per_image']['dice']:.4f} ({g['n']})" for name, g in sides))
 
 
 def predict(
