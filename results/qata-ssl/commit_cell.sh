@@ -13,6 +13,7 @@ if [[ $cell == lever-* ]]; then
   mkdir -p "$dst"
   cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$src/environment.jsonl" "$dst/"
   cp "$src/eval-test/summary.json" "$dst/eval-test-summary.json"
+  cp "$src/eval-test/per_case.csv" "$dst/eval-test-per_case.csv"  # for medref compare (from the side-part probes on)
   git add "$dst" && git commit -q -m "levers: $cell" && git log --oneline -1
   exit 0
 fi

@@ -2,8 +2,9 @@
 # The queue that runs the qata-ssl cells: one cell at a time from /work/ws-ssl/queue.txt (first line popped when
 # it starts), code from the snapshot checkout named in snap.txt (PYTHONPATH; cwd outside the repo). Start:
 # bash results/qata-ssl/start_queue.sh (sets it up), or cd /work/ws-ssl && nohup bash qrun.sh >> queue.log 2>&1 &
-# (touch stop: end after the running cell). A line `lever NAME` screens results/levers/NAME.yaml instead: the default
-# semi-train at 2 %, seed 1, with that config on top (run lever-NAME-semi-2pct-s1), then its test evaluation.
+# (touch stop: end after the running cell). A line `lever NAME [SEED]` runs results/levers/NAME.yaml instead: the
+# default semi-train at 2 %, seed SEED (1 when not given), with that config on top (run lever-NAME-semi-2pct-sSEED),
+# then its test evaluation.
 cd /work/ws-ssl
 while true; do
   cell=$(head -1 queue.txt); [ -z "$cell" ] && { echo "$(date -Is) queue empty"; break; }
@@ -13,8 +14,8 @@ while true; do
   medref() { PYTHONPATH=$snap /work/main/.venv/bin/python -m medref_cli "$@" --workdir /work/ws-ssl; }
   case $cell in
     "lever "*)
-      lever=${cell#lever }; run=lever-$lever-semi-2pct-s1
-      { medref semi-train -d qata -l 2% --seed 1 --config /work/main/results/levers/$lever.yaml --name $run \
+      read -r _ lever seed <<< "$cell"; seed=${seed:-1}; run=lever-$lever-semi-2pct-s$seed
+      { medref semi-train -d qata -l 2% --seed $seed --config /work/main/results/levers/$lever.yaml --name $run \
           --no-progress && medref evaluate $run --split test --no-progress; } > logs/$run.log 2>&1 ;;
     *)
       medref table1 --profile qata-ssl --pipeline $snap/medref_cli/pipelines/table1.yaml \

@@ -6,8 +6,8 @@
 # also the branch qata-ssl-snapshot, commit 3c88d39). Before 2026-12-07 the cells ran from c7455b0, then 7495c02:
 # `bash bench/same_metrics.sh c7455b0` at 7495c02 gives identical metrics. It stays on this code to the end (main from
 # 4df2dbf on encodes each caption alone: other float bits). The workspace is /work/ws-ssl; the queue is
-# queue-order.txt less the cells already committed under runs/ or finished in the workspace. A cell that was running when a machine went away
-# starts again from scratch (its checkpoints were on that machine). See qrun.sh for the loop.
+# queue-order.txt less the cells already committed under runs/ or finished in the workspace. A cell that was
+# running when a machine went away starts again from scratch (its checkpoints were on that machine). See qrun.sh for the loop.
 set -euo pipefail
 CODE=7495c02; NAMES=29e080b; SNAP=/work/snap3
 here=$(cd "$(dirname "$0")" && pwd); main=$(cd "$here/../.." && pwd)
@@ -28,7 +28,7 @@ echo $SNAP > /work/ws-ssl/snap.txt
 # (an `if`, not `a && b`: with set -e and pipefail, a loop whose last test fails would end the script here)
 grep -v '^#' "$here/queue-order.txt" | while read -r cell; do
   # done: committed here, or finished in the workspace and not committed yet (a machine that kept /work/ws-ssl)
-  case $cell in "lever "*) run=lever-${cell#lever }-semi-2pct-s1
+  case $cell in "lever "*) read -r _ lever seed <<< "$cell"; run=lever-$lever-semi-2pct-s${seed:-1}
                            done_files="$here/../levers/runs/$run/eval-test-summary.json /work/ws-ssl/runs/$run/eval-test/summary.json" ;;
                 *) done_files="$here/runs/$cell/eval-test/summary.json /work/ws-ssl/runs/$cell/eval-test/summary.json" ;; esac
   finished=no; for f in $done_files; do if [ -f "$f" ]; then finished=yes; fi; done
