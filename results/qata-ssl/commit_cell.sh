@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Commit one finished qata-ssl cell from the queue's workspace: its record and test scores into runs/<cell>/, the
 # tables rewritten. Usage (from the main checkout): bash results/qata-ssl/commit_cell.sh CELL [WORKSPACE]
-# A lever screen (CELL lever-NAME-semi-2pct-s1) goes to ../levers/runs/ instead, its table row written by hand.
+# A lever screen (CELL lever-NAME-semi-2pct-sN) goes to ../levers/runs/ instead, its table row written by hand; the
+# side-part runs (lever-side-box-only-..., lever-side-gate-only-...) come here, into the components table.
 set -euo pipefail
 cell=$1; ws=${2:-/work/ws-ssl}
 cd "$(dirname "$0")"
 src=$ws/runs/$cell
 [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'] in ('finished', 'stopped-early'))" "$src/run.json")" = True ] \
   || { echo "$src: not finished (run.json status)" >&2; exit 1; }
-if [[ $cell == lever-* ]]; then
+# the side-part runs (lever-side-*) belong to the components table: filed under runs/ like a cell
+if [[ $cell == lever-* && $cell != lever-side-* ]]; then
   dst=../levers/runs/$cell
   mkdir -p "$dst"
   cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$src/environment.jsonl" "$dst/"

@@ -11,7 +11,8 @@
    are Holm-adjusted together. Only seeds both sides finished are paired.
 3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL, the three together) the default semi-train
    minus its ablation at 2 % (the part's effect; positive: the part helps), and the three-part ablation minus cutmix
-   (what the medref recipe takes from the reports besides them), with the same statistics; Holm-adjusted together.
+   (what the medref recipe takes from the reports besides them), and each of those two alone over cutmix (the
+   side-part runs `lever-side-*`, where committed), with the same statistics; Holm-adjusted together.
    A second table splits each effect (and Semi-MedRef's whole gain over cutmix) by the side the test report names.
 4. The project README's matrix (methods x ratios): the headline's figures in one cell each, 3 decimals; a gain is
    in bold where it is a claim (3 seeds or more, its interval excludes 0, Holm p < 0.05, and the t interval over the
@@ -32,6 +33,9 @@ sys.path.insert(0, str(HERE.parents[1]))
 from medref_cli.stages.compare import by_lesion_size, by_report_side, holm, paired_stats, side_of  # noqa: E402
 
 CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
+# the two side parts one at a time: qrun.sh's `lever side-box-only SEED` / `lever side-gate-only SEED` runs
+# (../levers/side-*.yaml: the three-part ablation with one side part off as well), filed here by commit_cell.sh
+SIDE_PROBE = re.compile(r"lever-(?P<method>side-box-only|side-gate-only)-semi-(?P<ratio>2pct)-s(?P<seed>\d+)$")
 NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
 ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
          "semi-medref-no-pos-aug", "semi-medref-no-itcl", NO_PAPER)
@@ -42,7 +46,9 @@ PARTS = (("T-PatchMix", "semi-medref", "semi-medref-no-t-patchmix"),
          ("PosAug", "semi-medref", "semi-medref-no-pos-aug"),
          ("ITCL", "semi-medref", "semi-medref-no-itcl"),
          ("the three together", "semi-medref", NO_PAPER),
-         ("side-clipped CutMix + side gate (over cutmix)", NO_PAPER, "cutmix"))
+         ("side-clipped CutMix + side gate (over cutmix)", NO_PAPER, "cutmix"),
+         ("side-clipped CutMix box alone (over cutmix)", "side-box-only", "cutmix"),
+         ("side gate alone (over cutmix)", "side-gate-only", "cutmix"))
 LABELS = {"supervised": "supervised (`pretrain`)", "mean-teacher": "mean teacher", "cutmix": "CutMix",
           "semi-medref": "**Semi-MedRef** (`semi-train`)", "semi-medref-no-t-patchmix": "Semi-MedRef without T-PatchMix",
           "semi-medref-no-pos-aug": "Semi-MedRef without PosAug", "semi-medref-no-itcl": "Semi-MedRef without ITCL",
@@ -54,7 +60,7 @@ def cells() -> dict[tuple[str, str], dict[int, Path]]:
     out: dict[tuple[str, str], dict[int, Path]] = {}
     for root in (HERE / "runs", HERE.parent / "qata-ratios" / "runs"):
         for run in sorted(root.iterdir()) if root.is_dir() else []:
-            m = CELL.match(run.name)
+            m = CELL.match(run.name) or SIDE_PROBE.match(run.name)
             if m and m["ratio"] in RATIOS and _summary(run) is not None:
                 out.setdefault((m["method"], m["ratio"]), {}).setdefault(int(m["seed"]), run)
     return out
