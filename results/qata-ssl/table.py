@@ -165,7 +165,9 @@ def tables() -> dict[str, str]:
     for label, with_it, without in PARTS:
         full, ablated = found.get((with_it, "2pct")), found.get((without, "2pct"))
         if full and ablated:
-            parts.append((label, statistics.fmean(_dice(r) for r in ablated.values()), _gain(full, ablated)))
+            seeds = set(full) & set(ablated)  # the seeds compared, as in _gain
+            if seeds:
+                parts.append((label, statistics.fmean(_dice(ablated[s]) for s in seeds), _gain(full, ablated)))
     tested = [g for _, _, g in parts if g["p"] is not None]
     for g, p in zip(tested, holm([g["p"] for g in tested]), strict=True):
         g["p_holm"] = p
@@ -173,8 +175,8 @@ def tables() -> dict[str, str]:
     def interval(im: dict | None) -> str:
         return "-" if im is None else f"{im['diff']:+.4f} [{im['ci'][0]:+.4f}, {im['ci'][1]:+.4f}]"
 
-    lines = ["| part | test Dice without it (global, mean over seeds) | its effect on global Dice: with it minus "
-             "without | its effect on per-image Dice | on small lesions | medium | large |", "|---" * 7 + "|"]
+    lines = ["| part | test Dice without it (global, mean over the seeds compared) | its effect on global Dice: with "
+             "it minus without | its effect on per-image Dice | on small lesions | medium | large |", "|---" * 7 + "|"]
     lines += [f"| {label} | {dice:.4f} | {fmt(g)} | {interval(g.get('per_image'))} | "
               + " | ".join(interval(g.get("by_size", {}).get(z)) for z in ("small", "medium", "large")) + " |"
               for label, dice, g in parts]
