@@ -1,4 +1,5 @@
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,10 @@ def test_pickle_payload_and_junk_are_refused(tmp_path):
     evil = tmp_path / "evil.pt"
     with evil.open("wb") as fh:
         pickle.dump({"format": "medref-checkpoint", "x": Payload()}, fh)
-    with pytest.raises(MedrefError, match="not a loadable medref checkpoint"):
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(MedrefError, match="not a loadable medref checkpoint"):
+        warnings.simplefilter("always")
         checkpoint.load(evil)
+    assert not seen, [str(w.message) for w in seen]  # the one-line error only, no torch warning before it
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"hello")
     with pytest.raises(MedrefError, match="junk.pt"):

@@ -32,11 +32,15 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 def load(path: Path, map_location: str | torch.device = "cpu", data: bytes | None = None) -> dict[str, Any]:
     """The checkpoint in `path` (`data`: its bytes, when the caller has read them already)."""
     import io
+    import warnings
 
     if data is None and not path.is_file():
         raise MedrefError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would only precede the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(path if data is None else io.BytesIO(data), map_location=map_location,
+                              weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         raise MedrefError(f"{path}: not a loadable medref checkpoint ({reason})") from None
