@@ -1,25 +1,17 @@
 #!/usr/bin/env bash
 # Commit one finished qata-ssl cell from the queue's workspace: its record and test scores into runs/<cell>/, the
 # tables rewritten. Usage (from the main checkout): bash results/qata-ssl/commit_cell.sh CELL [WORKSPACE]
-# A lever screen (CELL lever-NAME-semi-2pct-sN) goes to ../levers/runs/ instead, its table row written by hand; the
-# side-part runs (lever-side-box-only-..., lever-side-gate-only-...) come here, into the components table.
+# A lever run (CELL lever-NAME-semi-2pct-sN) goes to ../levers/runs/ instead, with its test scores in eval-test/
+# (summary.json, per_case.csv) as a cell's; its row in ../levers/README.md is written by hand, and table.py reads
+# the 2 % lever runs it names (the side parts alone, the sharpened ITCL) into its components tables.
 set -euo pipefail
 cell=$1; ws=${2:-/work/ws-ssl}
 cd "$(dirname "$0")"
 src=$ws/runs/$cell
 [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'] in ('finished', 'stopped-early'))" "$src/run.json")" = True ] \
   || { echo "$src: not finished (run.json status)" >&2; exit 1; }
-# the side-part runs (lever-side-*) belong to the components table: filed under runs/ like a cell
-if [[ $cell == lever-* && $cell != lever-side-* ]]; then
-  dst=../levers/runs/$cell
-  mkdir -p "$dst"
-  cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$src/environment.jsonl" "$dst/"
-  cp "$src/eval-test/summary.json" "$dst/eval-test-summary.json"
-  cp "$src/eval-test/per_case.csv" "$dst/eval-test-per_case.csv"  # for medref compare (from the side-part probes on)
-  git add "$dst" && git commit -q -m "levers: $cell" && git log --oneline -1
-  exit 0
-fi
 dst=runs/$cell
+[[ $cell == lever-* ]] && dst=../levers/runs/$cell
 mkdir -p "$dst/eval-test"
 cp "$src/run.json" "$src/config.yaml" "$src/metrics.jsonl" "$dst/"
 [ -f "$src/environment.jsonl" ] && cp "$src/environment.jsonl" "$dst/"  # the machine (code from 7495c02 on)
@@ -31,3 +23,4 @@ fi
 ../../.venv/bin/python table.py --write
 git add "$dst" README.md ../../README.md  # table.py writes the matrix into the project README
 git commit -q -m "qata-ssl: $cell" && git log --oneline -1
+[[ $cell != lever-* ]] || echo "note: write $cell's row in results/levers/README.md" >&2

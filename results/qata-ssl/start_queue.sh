@@ -29,8 +29,7 @@ echo $SNAP > /work/ws-ssl/snap.txt
 grep -v '^#' "$here/queue-order.txt" | while read -r cell; do
   # done: committed here, or finished in the workspace and not committed yet (a machine that kept /work/ws-ssl)
   case $cell in "lever "*) read -r _ lever seed <<< "$cell"; run=lever-$lever-semi-2pct-s${seed:-1}
-                           done_files="$here/../levers/runs/$run/eval-test-summary.json $here/runs/$run/eval-test/summary.json
-                                       /work/ws-ssl/runs/$run/eval-test/summary.json" ;;
+                           done_files="$here/../levers/runs/$run/eval-test/summary.json /work/ws-ssl/runs/$run/eval-test/summary.json" ;;
                 *) done_files="$here/runs/$cell/eval-test/summary.json /work/ws-ssl/runs/$cell/eval-test/summary.json" ;; esac
   finished=no; for f in $done_files; do if [ -f "$f" ]; then finished=yes; fi; done
   if [ -n "$cell" ] && [ $finished = no ]; then echo "$cell"; fi

@@ -11,8 +11,9 @@
    are Holm-adjusted together. Only seeds both sides finished are paired.
 3. The components: per part of Semi-MedRef (T-PatchMix, PosAug, ITCL, the three together) the default semi-train
    minus its ablation at 2 % (the part's effect; positive: the part helps), and the three-part ablation minus cutmix
-   (what the medref recipe takes from the reports besides them), and each of those two alone over cutmix (the
-   side-part runs `lever-side-*`, where committed), with the same statistics; Holm-adjusted together.
+   (what the medref recipe takes from the reports besides them), each of those two alone over cutmix, and the
+   sharpened-ITCL lever over no ITCL and over the default (lever runs of ../levers/runs/, where committed), with
+   the same statistics; Holm-adjusted together.
    A second table splits each effect (and Semi-MedRef's whole gain over cutmix) by the side the test report names.
 4. The project README's matrix (methods x ratios): the headline's figures in one cell each, 3 decimals; a gain is
    in bold where it is a claim (3 seeds or more, its interval excludes 0, Holm p < 0.05, and the t interval over the
@@ -33,9 +34,9 @@ sys.path.insert(0, str(HERE.parents[1]))
 from medref_cli.stages.compare import by_lesion_size, by_report_side, holm, paired_stats, side_of  # noqa: E402
 
 CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
-# the two side parts one at a time: qrun.sh's `lever side-box-only SEED` / `lever side-gate-only SEED` runs
-# (../levers/side-*.yaml: the three-part ablation with one side part off as well), filed here by commit_cell.sh
-SIDE_PROBE = re.compile(r"lever-(?P<method>side-box-only|side-gate-only)-semi-(?P<ratio>2pct)-s(?P<seed>\d+)$")
+# the qata-ssl queue's lever runs at 2 % (`lever NAME SEED` lines; ../levers/NAME.yaml over the default semi-train),
+# committed under ../levers/runs/ by commit_cell.sh; their method is the lever's name
+LEVER = re.compile(r"lever-(?P<method>.+)-semi-(?P<ratio>2pct)-s(?P<seed>\d+)$")
 NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
 ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
          "semi-medref-no-pos-aug", "semi-medref-no-itcl", NO_PAPER)
@@ -48,7 +49,9 @@ PARTS = (("T-PatchMix", "semi-medref", "semi-medref-no-t-patchmix"),
          ("the three together", "semi-medref", NO_PAPER),
          ("side-clipped CutMix + side gate (over cutmix)", NO_PAPER, "cutmix"),
          ("side-clipped CutMix box alone (over cutmix)", "side-box-only", "cutmix"),
-         ("side gate alone (over cutmix)", "side-gate-only", "cutmix"))
+         ("side gate alone (over cutmix)", "side-gate-only", "cutmix"),
+         ("ITCL with its targets sharpened (`itc-power4` lever, over no ITCL)", "itc-power4", "semi-medref-no-itcl"),
+         ("the `itc-power4` lever over the default", "itc-power4", "semi-medref"))
 LABELS = {"supervised": "supervised (`pretrain`)", "mean-teacher": "mean teacher", "cutmix": "CutMix",
           "semi-medref": "**Semi-MedRef** (`semi-train`)", "semi-medref-no-t-patchmix": "Semi-MedRef without T-PatchMix",
           "semi-medref-no-pos-aug": "Semi-MedRef without PosAug", "semi-medref-no-itcl": "Semi-MedRef without ITCL",
@@ -58,9 +61,9 @@ LABELS = {"supervised": "supervised (`pretrain`)", "mean-teacher": "mean teacher
 def cells() -> dict[tuple[str, str], dict[int, Path]]:
     """{(method, ratio): {seed: run folder}}: this study's runs, then qata-ratios' for what this study lacks."""
     out: dict[tuple[str, str], dict[int, Path]] = {}
-    for root in (HERE / "runs", HERE.parent / "qata-ratios" / "runs"):
+    for root in (HERE / "runs", HERE.parent / "qata-ratios" / "runs", HERE.parent / "levers" / "runs"):
         for run in sorted(root.iterdir()) if root.is_dir() else []:
-            m = CELL.match(run.name) or SIDE_PROBE.match(run.name)
+            m = CELL.match(run.name) or LEVER.match(run.name)
             if m and m["ratio"] in RATIOS and _summary(run) is not None:
                 out.setdefault((m["method"], m["ratio"]), {}).setdefault(int(m["seed"]), run)
     return out
