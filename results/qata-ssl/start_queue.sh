@@ -7,7 +7,8 @@
 # `bash bench/same_metrics.sh c7455b0` at 7495c02 gives identical metrics. It stays on this code to the end (main from
 # 4df2dbf on encodes each caption alone: other float bits). The workspace is /work/ws-ssl; the queue is
 # queue-order.txt less the cells already committed under runs/ or finished in the workspace. A cell that was
-# running when a machine went away starts again from scratch (its checkpoints were on that machine). See qrun.sh for the loop.
+# running when a machine went away starts again from scratch (its checkpoints were on that machine). See qrun.sh for
+# the loop.
 set -euo pipefail
 CODE=7495c02; NAMES=29e080b; SNAP=/work/snap3
 here=$(cd "$(dirname "$0")" && pwd); main=$(cd "$here/../.." && pwd)
@@ -27,12 +28,13 @@ cp "$here/qrun.sh" /work/ws-ssl/
 echo $SNAP > /work/ws-ssl/snap.txt
 # (an `if`, not `a && b`: with set -e and pipefail, a loop whose last test fails would end the script here)
 grep -v '^#' "$here/queue-order.txt" | while read -r cell; do
-  # done: committed here, or finished in the workspace and not committed yet (a machine that kept /work/ws-ssl)
+  # done: committed (under runs/, a lever run under ../levers/runs/), or finished in the workspace and not committed
+  # yet (a machine that kept /work/ws-ssl); qrun.sh names a lever's run the same way
   case $cell in "lever "*) read -r _ lever seed <<< "$cell"; run=lever-$lever-semi-2pct-s${seed:-1}
-                           done_files="$here/../levers/runs/$run/eval-test/summary.json /work/ws-ssl/runs/$run/eval-test/summary.json" ;;
-                *) done_files="$here/runs/$cell/eval-test/summary.json /work/ws-ssl/runs/$cell/eval-test/summary.json" ;; esac
-  finished=no; for f in $done_files; do if [ -f "$f" ]; then finished=yes; fi; done
-  if [ -n "$cell" ] && [ $finished = no ]; then echo "$cell"; fi
+                           committed=$here/../levers/runs/$run ;;
+                *) run=$cell; committed=$here/runs/$cell ;; esac
+  if [ -n "$cell" ] && [ ! -f "$committed/eval-test/summary.json" ] \
+     && [ ! -f "/work/ws-ssl/runs/$run/eval-test/summary.json" ]; then echo "$cell"; fi
 done > /work/ws-ssl/queue.txt
 echo "$(wc -l < /work/ws-ssl/queue.txt) cells queued, first $(head -1 /work/ws-ssl/queue.txt)"
 cd /work/ws-ssl && setsid nohup bash qrun.sh >> queue.log 2>&1 < /dev/null &

@@ -168,11 +168,10 @@ def tables() -> dict[str, str]:
     out["matrix"] = _matrix(rows)
     parts = []
     for label, with_it, without in PARTS:
-        full, ablated = found.get((with_it, "2pct")), found.get((without, "2pct"))
-        if full and ablated:
-            seeds = set(full) & set(ablated)  # the seeds compared, as in _gain
-            if seeds:
-                parts.append((label, statistics.fmean(_dice(ablated[s]) for s in seeds), _gain(full, ablated)))
+        full, ablated = found.get((with_it, "2pct"), {}), found.get((without, "2pct"), {})
+        seeds = set(full) & set(ablated)  # the seeds compared, as in _gain
+        if seeds:
+            parts.append((label, statistics.fmean(_dice(ablated[s]) for s in seeds), _gain(full, ablated)))
     tested = [g for _, _, g in parts if g["p"] is not None]
     for g, p in zip(tested, holm([g["p"] for g in tested]), strict=True):
         g["p_holm"] = p
