@@ -264,7 +264,9 @@ def load_run(run: Path) -> RunStatus:
 
 # A "protocols" block is `{"global": {"dice", "iou"}, "per_image": {"dice", "iou"}}` in [0, 1]
 # (`training.metrics.summarize`).
-PER_CASE_HEADER = ("id", "caption", "zones", "tp", "fp", "fn", "dice", "iou")
+# pred_off_side: predicted pixels in the image half a one-lung report does not name (0 for other reports; files
+# written before 2026-12-07 lack the column, which readers do not need)
+PER_CASE_HEADER = ("id", "caption", "zones", "tp", "fp", "fn", "dice", "iou", "pred_off_side")
 PER_CASE_ABLATION = ("dice_shuffled_text", "dice_empty_text")
 PROTOCOL_NOTES = {
     "global": "tp/fp/fn pooled over all pixels of the split (Ariadne's Thread / torchmetrics style)",
@@ -282,7 +284,9 @@ class EvalSummary:
     eval_model: str
     protocols: dict[str, dict[str, float]]
     per_zone: dict[str, dict[str, float]]  # zone name -> {"dice", "iou"} (global protocol inside the zone)
-    per_laterality: dict[str, dict[str, Any]]  # left | right | bilateral | none -> {"n", "global", "per_image"}
+    # left | right | bilateral | none -> {"n", "global", "per_image"}; left and right also "off_side": predicted
+    # pixels, those in the half the report does not name, their share, images with any (absent before 2026-12-07)
+    per_laterality: dict[str, dict[str, Any]]
     text_ablation: dict[str, Any] | None = None  # shuffled / empty protocols and the global-Dice gaps
     side_gate: bool = False
     threshold: float = 0.5

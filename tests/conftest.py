@@ -61,7 +61,7 @@ def fake_run(root: Path, name: str, seed: int, dice, method: str = "cutmix", ids
         w = csv.writer(fh)
         w.writerow(PER_CASE_HEADER)
         for i, (tp, fp, fn), d in zip(ids, c, per_image_dice(c), strict=True):
-            w.writerow([i, "left lung", "100000", tp, fp, fn, f"{d:.5f}", f"{d / (2 - d):.5f}"])
+            w.writerow([i, "left lung", "100000", tp, fp, fn, f"{d:.5f}", f"{d / (2 - d):.5f}", 0])
     return run
 
 

@@ -63,6 +63,35 @@ def test_opening_a_run_flushes_denormals(trained, denormals_kept):
     assert not denormals_kept()
 
 
+def test_off_side_pixels_are_what_the_side_gate_removes(trained, cli):
+    """per_case.csv's `pred_off_side` (predicted pixels in the image half a one-lung report does not name) is what
+    the side gate takes away from that image's mask (64-px model and images: no resize), 0 for other reports; the
+    summary pools it per one-lung group, and the command line prints the shares."""
+    from medref_cli.zone_masks import laterality
+
+    ws, _, run = trained
+    res = cli("evaluate", "learn", "--split", "val", "--no-ablation", "--overlays", "0", "--workdir", ws.root)
+    assert res.exit_code == 0, res.output
+    gated, _ = evaluate(EvaluateConfig("learn", "val", ablation=False, overlays=0, side_gate=True), ws)
+    plain = load_summary(run / "eval-val" / "summary.json")
+    rows = {r["id"]: r for r in csv.DictReader((run / "eval-val" / "per_case.csv").read_text().splitlines())}
+    after = {r["id"]: r for r in csv.DictReader((run / "eval-val-side-gate" / "per_case.csv").read_text().splitlines())}
+    pooled: dict[str, int] = {}
+    for rid, r in rows.items():
+        side, off = laterality([int(z) for z in r["zones"]]), int(r["pred_off_side"])
+        assert int(after[rid]["tp"]) + int(after[rid]["fp"]) == int(r["tp"]) + int(r["fp"]) - off, rid
+        assert int(after[rid]["pred_off_side"]) == 0 and (off == 0 or side in ("left", "right"))
+        pooled[side] = pooled.get(side, 0) + off
+    assert sum(pooled.values()) > 0  # the model does mark the other half somewhere: the check above bites
+    for side in ("left", "right"):
+        o = plain.per_laterality[side]["off_side"]
+        assert o["off_side_pixels"] == pooled[side] and gated.per_laterality[side]["off_side"]["off_side_pixels"] == 0
+        assert o["share"] == pytest.approx(pooled[side] / o["pred_pixels"])
+    assert "off_side" not in plain.per_laterality.get("bilateral", {})
+    left = plain.per_laterality["left"]["off_side"]
+    assert f"left only {left['share']:.1%} (any in {left['images_with_any']} of" in res.output
+
+
 def test_evaluate_refuses_training_ids_and_leaky_splits(trained, cli):
     ws, _, run = trained
     res = cli("evaluate", "learn", "--split", "train_labeled", "--workdir", ws.root)

@@ -51,6 +51,10 @@ def evaluate(
     if len(sides) > 1:  # where report-reading methods differ most: the one-lung reports
         typer.echo("  by the side the report names, per-image Dice: " + ", ".join(
             f"{name} {g['per_image']['dice']:.4f} ({g['n']})" for name, g in sides))
+    off = [(name, g["n"], g["off_side"]) for name, g in sides if "off_side" in g]
+    if off:  # does the mask keep to the lung the report names?
+        typer.echo("  predicted pixels in the half a one-lung report does not name: " + ", ".join(
+            f"{name} {o['share']:.1%} (any in {o['images_with_any']} of {n} images)" for name, n, o in off))
 
 
 def predict(

@@ -7,7 +7,9 @@ PNGs. Predictions are upsampled to each image's prepared size and compared with 
 - per-zone: global Dice/IoU over the pixels of one zone region (image-left/right half x row third),
   pooled over the split.
 - per-laterality: global and per-image Dice over the images whose caption names the left lung only,
-  the right lung only, both, or neither.
+  the right lung only, both, or neither; for the one-lung groups also the predicted pixels that lie in the image
+  half the report does not name (`off_side`: how well the masks keep to the report's side; per image in
+  per_case.csv's `pred_off_side`).
 - text ablation: the same model with captions shuffled across images (seeded permutation) and with an
   empty report; the gap is normal minus ablated global Dice.
 """
@@ -27,7 +29,7 @@ from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary
 from medref_cli.errors import MedrefError
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
-from medref_cli.zone_masks import laterality, zone_regions
+from medref_cli.zone_masks import laterality, side_mask, zone_regions
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,12 @@ def check_held_out(spec, split: str, source: str) -> list[str]:  # noqa: ANN001 
 @dataclass
 class _Scores:
     """Confusion counts of one evaluation: per image and caption variant `(N, 3)` (tp, fp, fn), per zone
-    `(6, 3)` under the real captions, and the thresholded predictions kept for overlays."""
+    `(6, 3)` under the real captions, the predicted pixels off the named side per image `(N,)` (real captions),
+    and the thresholded predictions kept for overlays."""
 
     per_case: dict[str, torch.Tensor]
     zones: torch.Tensor
+    off_side: list[int]
     overlays: dict[int, np.ndarray]
 
 
@@ -111,7 +115,7 @@ def _score(cfg: EvaluateConfig, tr, predictor, data: list[dict], variants: dict[
     from medref_cli.training.metrics import confusion
 
     by_id = tr.manifest.by_id()
-    scores = _Scores({k: [] for k in variants}, torch.zeros(6, 3, dtype=torch.long), {})
+    scores = _Scores({k: [] for k in variants}, torch.zeros(6, 3, dtype=torch.long), [], {})
     keep = set(np.linspace(0, len(data) - 1, min(cfg.overlays, len(data))).round().astype(int).tolist())
     batches = track(predictor.batches(data, cfg.batch_size), (len(data) + cfg.batch_size - 1) // cfg.batch_size,
                     f"evaluate {tr.path.name}", cfg.progress)
@@ -129,6 +133,8 @@ def _score(cfg: EvaluateConfig, tr, predictor, data: list[dict], variants: dict[
                 if name == "normal":
                     regions = zone_regions(*truth.shape[-2:])[:, None]
                     scores.zones += confusion(pred.expand(6, 1, -1, -1) & regions, truth.expand(6, 1, -1, -1) & regions)
+                    named = side_mask(torch.tensor([data[pos + i]["zones"]]), *truth.shape[-2:]).bool()
+                    scores.off_side.append(int((pred & ~named).sum()))
                     if pos + i in keep:
                         scores.overlays[pos + i] = pred[0, 0].numpy()
         pos += n
@@ -151,7 +157,8 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, thres
         checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=threshold,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
-        per_laterality={g: {"n": len(idx), **summarize(normal[idx])} for g, idx in sorted(groups.items())},
+        per_laterality={g: {"n": len(idx), **summarize(normal[idx]), **_off_side(g, normal[idx], scores, idx)}
+                        for g, idx in sorted(groups.items())},
     )
     if cfg.ablation:
         abl = {k: summarize(scores.per_case[k]) for k in ("shuffled", "empty")}
@@ -161,6 +168,18 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, thres
             "gap_global_dice_empty": summary.global_dice - abl["empty"]["global"]["dice"],
         }
     return summary
+
+
+def _off_side(group: str, counts: torch.Tensor, scores: _Scores, idx: list[int]) -> dict:
+    """For a one-lung group: the predicted pixels (tp + fp) pooled over its images, those in the image half the
+    report does not name, their share, and the images with any. Other groups: nothing (no half is excluded)."""
+    if group not in ("left", "right"):
+        return {}
+    predicted = int(counts[:, :2].sum())
+    off = [scores.off_side[k] for k in idx]
+    return {"off_side": {"pred_pixels": predicted, "off_side_pixels": sum(off),
+                         "share": sum(off) / predicted if predicted else 0.0,
+                         "images_with_any": sum(o > 0 for o in off)}}
 
 
 def _write_per_case(path: Path, data: list[dict], scores: _Scores, ablation: bool) -> None:
@@ -174,7 +193,8 @@ def _write_per_case(path: Path, data: list[dict], scores: _Scores, ablation: boo
         for k, d in enumerate(data):
             tp, fp, fn = scores.per_case["normal"][k].tolist()
             w.writerow([d["id"], d["text"], "".join(map(str, d["zones"])), tp, fp, fn,
-                        f"{float(dice[k]):.5f}", f"{float(iou[k]):.5f}", *(f"{float(e[k]):.5f}" for e in extra)])
+                        f"{float(dice[k]):.5f}", f"{float(iou[k]):.5f}", scores.off_side[k],
+                        *(f"{float(e[k]):.5f}" for e in extra)])
 
 
 def _write_overlays(folder: Path, tr, data: list[dict], scores: _Scores) -> None:  # noqa: ANN001
