@@ -39,6 +39,8 @@ CELL = re.compile(r"t1-(?P<method>.+)-qata-(?P<ratio>\d+pct)-s(?P<seed>\d+)$")
 # committed under ../levers/runs/ by commit_cell.sh; their method is the lever's name
 LEVER = re.compile(r"lever-(?P<method>.+)-semi-(?P<ratio>2pct)-s(?P<seed>\d+)$")
 NO_PAPER = "semi-medref-no-t-patchmix-no-pos-aug-no-itcl"  # what is left: cutmix + side-clipped box + side gate
+# lever runs that are a table1 cell's config at more seeds (3, 4): read as that cell's seeds
+SAME_AS = {"default": "semi-medref", "three-parts-off": NO_PAPER}
 ORDER = ("supervised", "mean-teacher", "cutmix", "semi-medref", "semi-medref-no-t-patchmix",
          "semi-medref-no-pos-aug", "semi-medref-no-itcl", NO_PAPER)
 RATIOS = ("1pct", "2pct", "5pct")
@@ -67,7 +69,8 @@ def cells() -> dict[tuple[str, str], dict[int, Path]]:
         for run in sorted(root.iterdir()) if root.is_dir() else []:
             m = CELL.match(run.name) or LEVER.match(run.name)
             if m and m["ratio"] in RATIOS and _summary(run) is not None:
-                out.setdefault((m["method"], m["ratio"]), {}).setdefault(int(m["seed"]), run)
+                method = SAME_AS.get(m["method"], m["method"])
+                out.setdefault((method, m["ratio"]), {}).setdefault(int(m["seed"]), run)
     return out
 
 
