@@ -157,7 +157,7 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, thres
         checkpoint_epoch=tr.epoch, run_in_progress=tr.in_progress, threshold=threshold,
         protocols=summarize(normal),
         per_zone={z: {"dice": float(zd[k]), "iou": float(zi[k])} for k, z in enumerate(ZONE_NAMES)},
-        per_laterality={g: {"n": len(idx), **summarize(normal[idx]), **_off_side(g, normal[idx], scores, idx)}
+        per_laterality={g: {"n": len(idx), **summarize(normal[idx]), **_off_side(g, scores, idx)}
                         for g, idx in sorted(groups.items())},
     )
     if cfg.ablation:
@@ -170,12 +170,12 @@ def _summarize(cfg: EvaluateConfig, tr, data: list[dict], scores: _Scores, thres
     return summary
 
 
-def _off_side(group: str, counts: torch.Tensor, scores: _Scores, idx: list[int]) -> dict:
+def _off_side(group: str, scores: _Scores, idx: list[int]) -> dict:
     """For a one-lung group: the predicted pixels (tp + fp) pooled over its images, those in the image half the
     report does not name, their share, and the images with any. Other groups: nothing (no half is excluded)."""
     if group not in ("left", "right"):
         return {}
-    predicted = int(counts[:, :2].sum())
+    predicted = int(scores.per_case["normal"][idx, :2].sum())
     off = [scores.off_side[k] for k in idx]
     return {"off_side": {"pred_pixels": predicted, "off_side_pixels": sum(off),
                          "share": sum(off) / predicted if predicted else 0.0,
