@@ -465,13 +465,16 @@ def test_batch_predict_bad_inputs(trained, cli, tmp_path, setup, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_predict_and_evaluate_give_the_same_masks(trained, cli, tmp_path):
+@pytest.mark.parametrize("side_gate", [False, True])
+def test_predict_and_evaluate_give_the_same_masks(trained, cli, tmp_path, side_gate):
     """The one inference path: `predict` on the prepared image files and their reports gives, image for image,
-    the true / false positive and false negative pixel counts `evaluate` scored (one Predictor, one resize)."""
+    the true / false positive and false negative pixel counts `evaluate` scored (one Predictor, one resize), with
+    the side gate as without."""
     from medref_cli.artifacts import load_dataset
 
     ws, _, _ = trained
-    _, out = evaluate(EvaluateConfig("learn", split="val", ablation=False, overlays=0, overwrite=True), ws)
+    _, out = evaluate(EvaluateConfig("learn", split="val", ablation=False, overlays=0, overwrite=True,
+                                     side_gate=side_gate), ws)
     scored = {r["id"]: r for r in csv.DictReader((out / "per_case.csv").open())}
     manifest, folder = load_dataset(ws, "synth")
     recs = [manifest.by_id()[i] for i in scored]
@@ -483,7 +486,9 @@ def test_predict_and_evaluate_give_the_same_masks(trained, cli, tmp_path):
         w = csv.writer(fh)
         w.writerow(["id", "image", "text"])
         w.writerows([r.id, f"in/{r.id}.png", r.caption] for r in recs)
-    res = cli("predict", "learn", "--input", table, "--out", tmp_path / "p", "--overlays", "0", "--workdir", ws.root)
+    gate = ["--side-gate"] if side_gate else []
+    res = cli("predict", "learn", "--input", table, "--out", tmp_path / "p", "--overlays", "0", *gate, "--workdir",
+              ws.root)
     assert res.exit_code == 0, res.output
     for r in recs:
         pred = np.asarray(Image.open(tmp_path / "p" / "masks" / f"{r.id}.png")) > 127
@@ -491,3 +496,28 @@ def test_predict_and_evaluate_give_the_same_masks(trained, cli, tmp_path):
         counts = [int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())]
         assert counts == [int(scored[r.id][k]) for k in ("tp", "fp", "fn")], r.id
     assert sum(int(s["tp"]) for s in scored.values()) > 0
+
+
+def test_predict_side_gate_reads_free_text_sides_under_laterality(trained, cli, tmp_path):
+    """A free-text report naming the patient's right lung: `--side-gate` keeps only the image LEFT half under the
+    default `--laterality patient` and only the image right half under `image`; each gated mask is the plain one
+    with the other half cleared (threshold 0.01, so the plain mask covers both halves and the check bites)."""
+    ws, _, _ = trained
+    src = next((ws.dataset_dir("synth") / "images").glob("*.png"))
+    report = "Patchy opacity in the right lower lobe."
+
+    def mask(name: str, *extra: str) -> np.ndarray:
+        res = cli("predict", "learn", "--image", src, "--text", report, "--threshold", "0.01", "--out",
+                  tmp_path / f"{name}.png", *extra, "--workdir", ws.root)
+        assert res.exit_code == 0, res.output
+        return np.asarray(Image.open(tmp_path / f"{name}.png")) > 127
+
+    plain, patient, image = mask("plain"), mask("patient", "--side-gate"), mask("image", "--side-gate",
+                                                                             "--laterality", "image")
+    half = plain.shape[1] // 2
+    assert plain[:, :half].any() and plain[:, half:].any()
+    assert np.array_equal(patient[:, :half], plain[:, :half]) and not patient[:, half:].any()
+    assert np.array_equal(image[:, half:], plain[:, half:]) and not image[:, :half].any()
+    res = cli("predict", "learn", "--image", src, "--text", report, "--side-gate", "--laterality", "left",
+              "--out", tmp_path / "bad.png", "--workdir", ws.root)
+    assert res.exit_code == 2 and "--laterality 'left'" in res.output and not (tmp_path / "bad.png").exists()

@@ -76,6 +76,13 @@ def predict(
     no_progress: NoProgress = False,
     model: Annotated[str | None, typer.Option(
         "--model", help="A bundled trained model instead of a RUN (`medref models` lists them).")] = None,
+    side_gate: Annotated[bool, typer.Option(
+        "--side-gate", help="Text-consistent masks: nothing in the image half a one-lung report does not name.")]
+    = False,
+    laterality: Annotated[str, typer.Option(
+        "--laterality", help="Sides free-text reports name, for --side-gate: patient (radiology convention: the "
+        "patient's right is the image LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are "
+        "image sides whatever this says.")] = "patient",
     workdir: Workdir = None,
 ) -> None:
     """Segment images from their reports with a trained RUN or a bundled --model: one --image (mask + overlay) or
@@ -90,12 +97,13 @@ def predict(
         raise MedrefError("predict: give one --image or an --input folder / table")
     if input_ is not None:
         cfg = stage.BatchPredictConfig(run, input_, out, text, checkpoint, threshold, batch_size, mask_format,
-                                       overlays, overwrite, device, progress_enabled(not no_progress), model)
+                                       overlays, overwrite, device, progress_enabled(not no_progress), model,
+                                       side_gate, laterality)
         folder, n = stage.run_batch(cfg, ws)
         typer.echo(f"predicted {n} images -> {folder} (masks/, overlays/, predictions.csv)")
         return
     if text is None:
         raise MedrefError("--text: give the positional report of the image")
-    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device, overwrite, model),
-                        ws)
+    written = stage.run(stage.PredictConfig(run, image, text, out, checkpoint, threshold, device, overwrite, model,
+                                            side_gate, laterality), ws)
     typer.echo("wrote " + ", ".join(str(p) for p in written))

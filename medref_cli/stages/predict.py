@@ -31,6 +31,8 @@ class PredictConfig:
     device: str = "auto"
     overwrite: bool = False  # replace an existing --out / overlay (never the input image)
     model: str | None = None  # a bundled model's name (`medref models`) instead of a run
+    side_gate: bool = False  # nothing in the image half a one-lung report does not name
+    laterality: str = "patient"  # which sides free-text reports name (template captions: image sides, always)
 
     @property
     def overlay(self) -> Path:
@@ -101,14 +103,19 @@ def is_nifti(path: Path) -> bool:
 
 
 def _predictor(cfg: PredictConfig | BatchPredictConfig, ws: Workspace):  # noqa: ANN202 - a Predictor
-    """The Predictor of `cfg.run` (its `cfg.checkpoint`) or of the bundled `cfg.model`, at `cfg.threshold`."""
+    """The Predictor of `cfg.run` (its `cfg.checkpoint`) or of the bundled `cfg.model`, at `cfg.threshold`, with
+    the side gate reading reports under `cfg.laterality` when `cfg.side_gate`."""
+    from medref_cli.report_zones import LATERALITIES
     from medref_cli.training.predictor import from_bundled, open_predictor
 
     if (cfg.run is None) == (cfg.model is None):
         raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
+    if cfg.laterality not in LATERALITIES:
+        raise MedrefError(f"--laterality {cfg.laterality!r}: choose {' or '.join(LATERALITIES)}")
     predictor = (from_bundled(cfg.model, cfg.device) if cfg.model is not None
                  else open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)[0])
-    return dataclasses.replace(predictor, threshold=cfg.threshold)
+    return dataclasses.replace(predictor, threshold=cfg.threshold, side_gate=cfg.side_gate,
+                               laterality=cfg.laterality)
 
 
 def run(cfg: PredictConfig, ws: Workspace) -> list[Path]:
@@ -189,6 +196,8 @@ class BatchPredictConfig:
     device: str = "auto"
     progress: bool = False
     model: str | None = None  # a bundled model's name (`medref models`) instead of a run
+    side_gate: bool = False  # nothing in the image half a one-lung report does not name
+    laterality: str = "patient"  # which sides free-text reports name (template captions: image sides, always)
 
 
 def batch_inputs(cfg: BatchPredictConfig) -> list[tuple[str, Path, str]]:
