@@ -316,6 +316,7 @@ class PseudoLabelAudit:
     with_ground_truth: int  # images with a real mask (scored below)
     dice_all: dict[str, dict[str, float]] | None = None  # protocols against the real masks
     dice_by_confidence: list[dict[str, Any]] = field(default_factory=list)  # per mean-confidence bucket
+    side_gate: bool = False  # the masks cleared the image half a one-lung report does not name
     schema_version: int = AUDIT_SCHEMA
 
     def save(self, path: Path) -> None:
@@ -347,6 +348,7 @@ class PseudoLabelSet:
     dataset_hash: str
     split: str
     entries: list[dict[str, Any]]
+    side_gate: bool = False  # the masks cleared the image half a one-lung report does not name
     schema_version: int = PSEUDO_SCHEMA
 
     def save(self, path: Path) -> None:

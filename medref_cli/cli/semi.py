@@ -14,6 +14,9 @@ def pseudo_label(
     split: Annotated[str, typer.Option("--split", help="Which ids to label.")] = "train_unlabeled",
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | latest.")] = "best",
     model: Annotated[str, typer.Option("--model", help="teacher | student.")] = "teacher",
+    side_gate: Annotated[bool | None, typer.Option(
+        "--side-gate/--no-side-gate", help="Clear the image half a one-lung report does not name (default: as the "
+        "run's teacher trained; on for the medref recipe).", show_default=False)] = None,
     device: Device = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -26,9 +29,9 @@ def pseudo_label(
     from medref_cli.workspace import Workspace
 
     cfg = PseudoLabelConfig(run, split, checkpoint, model, overwrite=overwrite, device=device,
-                            progress=progress_enabled(not no_progress))
+                            progress=progress_enabled(not no_progress), side_gate=side_gate)
     audit, out = stage(cfg, Workspace.resolve(workdir))
-    line = (f"pseudo-labelled {audit.n_images} images ({audit.model}); "
+    line = (f"pseudo-labelled {audit.n_images} images ({audit.model}{', side gate' if audit.side_gate else ''}); "
             f"zone agreement {audit.zone_agreement_exact:.3f}")
     if audit.dice_all is not None:
         line += f"; Dice vs ground truth (global) {audit.dice_all['global']['dice']:.4f}"

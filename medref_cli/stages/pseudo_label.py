@@ -2,7 +2,8 @@
 
 Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 - `masks/<id>.png` ({0,255}) and `prob/<id>.png` (foreground probability x 255), at the prepared size;
-- `pseudo_labels.json`: per image the caption's zone vector, the zone vector seen in the prediction (a zone
+- `pseudo_labels.json`: whether the side gate was on (by default as the run's teacher trained: on for the medref
+  recipe, which zeroes the image half a one-lung report does not name), and per image the caption's zone vector, the zone vector seen in the prediction (a zone
   counts when the mask covers >= 1 % of its region), and the mean confidence max(p, 1 - p);
 - `audit.json`: where ground truth exists, pseudo-label Dice (global) per confidence bucket, and how often
   caption and prediction zones agree.
@@ -11,6 +12,7 @@ Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class PseudoLabelConfig:
     overwrite: bool = False
     device: str = "auto"
     progress: bool = False
+    side_gate: bool | None = None  # clear the half a one-lung report does not name; None: as the run's method trained
 
 
 @without_meta_tracking
@@ -54,15 +57,17 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
         data = tr.config.data
         raise MedrefError(f"{tr.path}: no {what} images in this run's split ({data.split_file}, labelled share "
                           f"{data.ratio}); nothing to pseudo-label")
+    gate = tr.config.method.side_gate if cfg.side_gate is None else cfg.side_gate
+    predictor = dataclasses.replace(predictor, side_gate=gate)  # reports read under the dataset's laterality
     used = "teacher" if predictor.weights == "teacher" else tr.eval_model  # the evaluated weights' owner
     data = items(tr.manifest, tr.folder, list(getattr(tr.spec, cfg.split)), with_labels=False)
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"
     with staged_dir(out_dir, cfg.overwrite) as tmp:
         entries, scored = _label(cfg, tr, predictor, data, tmp)
         PseudoLabelSet(run=tr.path.name, model=used, dataset=tr.config.data.dataset,
-                       dataset_hash=tr.manifest.dataset_hash, split=cfg.split,
+                       dataset_hash=tr.manifest.dataset_hash, split=cfg.split, side_gate=gate,
                        entries=entries).save(tmp / "pseudo_labels.json")
-        audit = make_audit(entries, scored, used)
+        audit = make_audit(entries, scored, used, gate)
         audit.save(tmp / "audit.json")
     return audit, out_dir
 
@@ -97,13 +102,14 @@ def _label(cfg: PseudoLabelConfig, tr, predictor, data: list[dict], tmp: Path) -
     return entries, scored
 
 
-def make_audit(entries: list[dict], scored: list[tuple[float, torch.Tensor]], model: str) -> PseudoLabelAudit:
+def make_audit(entries: list[dict], scored: list[tuple[float, torch.Tensor]], model: str,
+               side_gate: bool = False) -> PseudoLabelAudit:
     """Zone agreement over `entries`; against real masks (`scored`: mean confidence, (tp, fp, fn)) the Dice
     overall and per confidence bucket."""
     from medref_cli.training.metrics import summarize
 
     audit = PseudoLabelAudit(
-        n_images=len(entries), model=model,
+        n_images=len(entries), model=model, side_gate=side_gate,
         zone_agreement_exact=float(np.mean([e["zones_agree"] for e in entries])) if entries else None,
         zone_agreement_per_bit=float(np.mean([np.mean(np.equal(e["caption_zones"], e["predicted_zones"]))
                                               for e in entries])) if entries else None,
