@@ -3,8 +3,9 @@
 Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 - `masks/<id>.png` ({0,255}) and `prob/<id>.png` (foreground probability x 255), at the prepared size;
 - `pseudo_labels.json`: whether the side gate was on (by default as the run's teacher trained: on for the medref
-  recipe, which zeroes the image half a one-lung report does not name), and per image the caption's zone vector, the zone vector seen in the prediction (a zone
-  counts when the mask covers >= 1 % of its region), and the mean confidence max(p, 1 - p);
+  recipe, which zeroes the image half a one-lung report does not name), and per image the caption's zone vector,
+  the zone vector seen in the prediction (a zone counts when the mask covers >= 1 % of its region), and the mean
+  confidence max(p, 1 - p);
 - `audit.json`: where ground truth exists, pseudo-label Dice (global) per confidence bucket, and how often
   caption and prediction zones agree.
 `pretrain` / `semi-train --pseudo-labels DIR` then use the masks as extra labelled data.
