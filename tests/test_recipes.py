@@ -264,6 +264,17 @@ def test_pos_aug_first_hides_the_phrases_from_t_patchmix():
         assert (logs.get("mix_attempted", 0) > 0) is expect_attempts
 
 
+def test_pos_aug_keep_side_reaches_the_student():
+    """`pos_aug_keep_side`: every phrase the student's captions lost keeps its side ("[UNK_POS] left lung")."""
+    for keep in (False, True):
+        method, model = _method("medref", pos_aug_mode="mask", pos_aug_p=1.0, pos_aug_keep_side=keep)
+        method.step(model, *_batches(), epoch=3)
+        masked = [t for t in method.ctx.text.seen if "[UNK_POS]" in t]
+        sided = [t.count("[UNK_POS]") == t.count("[UNK_POS] left lung") + t.count("[UNK_POS] right lung")
+                 for t in masked]
+        assert masked and all(sided) is keep
+
+
 def test_weak_view_itc_sees_the_original_text():
     method, model = _method("official", pos_aug_mode="mask")
     batch_l, batch_u = _batches()

@@ -49,6 +49,27 @@ def test_pos_aug_frequencies_within_binomial_bounds():
     assert abs(kept - n * 0.5) < 4 * math.sqrt(n * 0.25)
 
 
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("mask", f"Bilateral pulmonary infection, two infected areas, {UNK_POS} left lung and {UNK_POS} right lung."),
+    ("fuzzy", "Bilateral pulmonary infection, two infected areas, a region of the left lung and a region of the "
+              "right lung."),
+])
+def test_pos_aug_keep_side_hides_the_levels_and_keeps_each_side(mode, expected):
+    out = pos_aug(BI, 1.0, mode, random.Random(0), keep_side=True)
+    assert out == expected
+    assert parse_zones(out) == (1, 1, 1, 1, 1, 1)  # the side survives, the level does not
+
+
+def test_pos_aug_keep_side_changes_the_same_phrases():
+    """The same draws: with a seed, keep_side rewrites exactly the phrases the plain PosAug rewrites."""
+    for seed in range(20):
+        plain = pos_aug(BI, 0.5, "mix", random.Random(seed))
+        kept = pos_aug(BI, 0.5, "mix", random.Random(seed), keep_side=True)
+        assert [p in plain for p in ("lower left lung", "lower right lung")] == \
+            [p in kept for p in ("lower left lung", "lower right lung")]
+        assert (UNK_POS in plain) == (UNK_POS in kept)
+
+
 def test_pos_aug_rejects_unknown_mode():
     with pytest.raises(ValueError):
         pos_aug(BI, 0.5, "drop", random.Random(0))

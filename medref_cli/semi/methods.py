@@ -198,7 +198,8 @@ class TeacherStudent(Method):
 
     def _pos_aug(self, texts: list[str]) -> list[str]:
         c = self.cfg
-        return [pos_aug(t, c.pos_aug_p, c.pos_aug_mode, self.rng) for t in texts] if c.pos_aug else texts
+        return ([pos_aug(t, c.pos_aug_p, c.pos_aug_mode, self.rng, c.pos_aug_keep_side) for t in texts] if c.pos_aug
+                else texts)
 
     def _mix(self, img: torch.Tensor, prob: torch.Tensor, texts: list[str], zones: torch.Tensor,  # noqa: ANN202
              known: torch.Tensor):
