@@ -15,8 +15,11 @@ while true; do
   case $cell in
     "lever "*)
       read -r _ lever seed <<< "$cell"; seed=${seed:-1}; run=lever-$lever-semi-2pct-s$seed
+      # a run cut off with the machine's session: resumed from its checkpoint (as table1 does), or, with none yet,
+      # started again
+      again=(); [ -d runs/$run ] && again=(--overwrite); [ -f runs/$run/checkpoint_latest.pt ] && again=(--resume)
       { medref semi-train -d qata -l 2% --seed $seed --config /work/main/results/levers/$lever.yaml --name $run \
-          --no-progress && medref evaluate $run --split test --no-progress; } > logs/$run.log 2>&1 ;;
+          "${again[@]}" --no-progress && medref evaluate $run --split test --no-progress; } >> logs/$run.log 2>&1 ;;
     *)
       medref table1 --profile qata-ssl --pipeline $snap/medref_cli/pipelines/table1.yaml \
         --raw /work/shared/data/qata-cov19 --only $cell > logs/$cell.log 2>&1 ;;
