@@ -6,9 +6,10 @@ The finished runs whose checkpoints WORKSPACE holds are copied into SCRATCH as `
 there with `side_gate` (`medref evaluate --side-gate`: the image half a one-lung report does not name is
 cleared; `eval-test-side-gate/`, `--no-ablation`), with this checkout's code; a run already evaluated is not
 evaluated again. Writes gated.md beside this file: per run, test global Dice without and with the gate and the
-per-image Dice on one-lung reports; then, with `medref compare`'s statistics, the mean teacher with the gate
-against Semi-MedRef as committed (no gate) over the seeds both have. Only the runs whose method has no side gate
-of its own in training (mean-teacher, cutmix) and the default semi-train (for scale) are scored.
+per-image Dice on one-lung reports; then, with `medref compare`'s statistics, the text-blind methods with the gate
+(mean teacher; CutMix once its re-run on this machine is in) against Semi-MedRef as committed (no gate), seeds 0-2.
+Only the runs whose method has no side gate of its own in training (mean-teacher, cutmix) and the default
+semi-train (for scale) are scored.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from medref_cli.stages.evaluate import EvaluateConfig  # noqa: E402
 from medref_cli.stages.evaluate import run as evaluate  # noqa: E402
 from medref_cli.workspace import Workspace  # noqa: E402
 
-SCORED = ("t1-mean-teacher-", "t1-cutmix-", "t1-semi-medref-qata-")
+SCORED = ("t1-mean-teacher-", "t1-cutmix-", "t1-semi-medref-qata-", "lever-cutmix-rerun-")
+# text-blind runs of seeds 0-2 at 2 % (name with {seed}) compared, gated, with Semi-MedRef as committed
+AGAINST_SEMI = {"Mean teacher": "t1-mean-teacher-qata-2pct-s{seed}",
+                "CutMix (re-run)": "lever-cutmix-rerun-semi-2pct-s{seed}"}
 
 
 def gated(src: Path, scratch: Path) -> Path:
@@ -74,14 +78,16 @@ def main(ws: Path, scratch: Path) -> None:
              "checkpoint (the image half a one-lung report does not name cleared), against the committed "
              "evaluation. The gate uses the report at inference only: a text-blind method plus the gate is what "
              "the report's side alone would give it, without training on it.", "", *rows, ""]
-    mt = [gated_runs.get(f"t1-mean-teacher-qata-2pct-s{s}") for s in range(3)]
     semi = [HERE / "runs" / f"t1-semi-medref-qata-2pct-s{s}" for s in range(3)]
-    if all(mt) and all((r / "eval-test" / "per_case.csv").is_file() for r in semi):
-        a, b = side_of(mt, "test-side-gate"), side_of(semi, "test")  # type: ignore[arg-type]
+    for label, pattern in AGAINST_SEMI.items():
+        blind = [gated_runs.get(pattern.format(seed=s)) for s in range(3)]
+        if not (all(blind) and all((r / "eval-test" / "per_case.csv").is_file() for r in semi)):
+            continue
+        a, b = side_of(blind, "test-side-gate"), side_of(semi, "test")  # type: ignore[arg-type]
         assert a.ids == b.ids and a.seeds == b.seeds, (a.seeds, b.seeds)
         st = paired_stats(a.counts, b.counts)
         g, p = st["global_dice"], st["per_image_dice"]
-        lines += ["Mean teacher with the gate against Semi-MedRef as committed (2 %, seeds 0-2 paired by number; "
+        lines += [f"{label} with the gate against Semi-MedRef as committed (2 %, seeds 0-2 paired by number; "
                   "`medref compare`'s statistics; Semi-MedRef s0 ran on the other machine):", "",
                   f"- global Dice {g['a']:.4f} against {g['b']:.4f}: {g['diff']:+.4f} {_fmt(g['ci_seeds_and_cases'])} "
                   f"over seeds and images, seeds' t {_fmt(g['seeds_t']['ci'])}, p {g['seeds_t']['p']:.2g}",
