@@ -22,13 +22,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
-from off_side import FILES  # noqa: E402
+from off_side import link_dataset, scored  # noqa: E402
 
 from medref_cli.artifacts import load_summary  # noqa: E402
 from medref_cli.stages.compare import paired_stats, side_of  # noqa: E402
-from medref_cli.stages.evaluate import EvaluateConfig  # noqa: E402
-from medref_cli.stages.evaluate import run as evaluate  # noqa: E402
-from medref_cli.workspace import Workspace  # noqa: E402
 
 SCORED = ("t1-mean-teacher-", "t1-cutmix-", "t1-semi-medref-qata-", "lever-cutmix-rerun-")
 # text-blind runs of seeds 0-2 at 2 % (name with {seed}) compared, gated, with Semi-MedRef as committed
@@ -36,29 +33,12 @@ AGAINST_SEMI = {"Mean teacher": "t1-mean-teacher-qata-2pct-s{seed}",
                 "CutMix (re-run)": "lever-cutmix-rerun-semi-2pct-s{seed}"}
 
 
-def gated(src: Path, scratch: Path) -> Path:
-    """`src` evaluated in `scratch` with the side gate; -> the gated run's folder there."""
-    import shutil
-
-    dst = scratch / "runs" / src.name
-    if not (dst / "eval-test-side-gate" / "summary.json").is_file():
-        dst.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            if not (dst / name).is_file():
-                shutil.copy2(src / name, dst / name)
-        evaluate(EvaluateConfig(src.name, ablation=False, overlays=0, side_gate=True), Workspace(scratch))
-    return dst
-
-
 def _fmt(ci: list[float]) -> str:
     return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
 
 
 def main(ws: Path, scratch: Path) -> None:
-    data = scratch / "datasets"
-    data.mkdir(parents=True, exist_ok=True)
-    if not (data / "qata").exists():
-        (data / "qata").symlink_to(ws / "datasets" / "qata")
+    link_dataset(ws, scratch)
     rows = ["| run | test Dice global: as committed -> with the side gate | per-image Dice left-only / right-only: "
             "committed -> gated |", "|---|---|---|"]
     gated_runs: dict[str, Path] = {}
@@ -66,7 +46,7 @@ def main(ws: Path, scratch: Path) -> None:
         if not (src.name.startswith(SCORED) and (src / "checkpoint_best.pt").is_file()
                 and (src / "eval-test" / "summary.json").is_file()):
             continue
-        dst = gated(src, scratch)
+        dst = scored(src, scratch, side_gate=True)
         gated_runs[src.name] = dst
         plain, gate = (load_summary(p) for p in (src / "eval-test" / "summary.json",
                                                   dst / "eval-test-side-gate" / "summary.json"))

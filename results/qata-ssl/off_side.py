@@ -30,22 +30,28 @@ from medref_cli.workspace import Workspace  # noqa: E402
 FILES = ("checkpoint_best.pt", "config.yaml", "run.json", "split.json", "metrics.jsonl")
 
 
-def score(src: Path, scratch: Path) -> Path:
-    """Evaluate `src` (a finished run of the queue's workspace) in `scratch`; -> its eval-test/summary.json."""
-    dst = scratch / "runs" / src.name
-    if not (dst / "eval-test" / "summary.json").is_file():
-        dst.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            shutil.copy2(src / name, dst / name)
-        evaluate(EvaluateConfig(src.name, ablation=False, overlays=0), Workspace(scratch))
-    return dst / "eval-test" / "summary.json"
-
-
-def main(ws: Path, scratch: Path) -> None:
+def link_dataset(ws: Path, scratch: Path) -> None:
+    """`scratch`'s datasets/qata: a link to the queue workspace's (read only)."""
     data = scratch / "datasets"
     data.mkdir(parents=True, exist_ok=True)
     if not (data / "qata").exists():
         (data / "qata").symlink_to(ws / "datasets" / "qata")
+
+
+def scored(src: Path, scratch: Path, side_gate: bool = False) -> Path:
+    """`src` (a finished run of the queue's workspace) copied into `scratch` (FILES) and evaluated there on test,
+    `--no-ablation`, with or without the side gate, unless that evaluation is there already; -> the copy."""
+    dst = scratch / "runs" / src.name
+    if not (dst / f"eval-test{'-side-gate' if side_gate else ''}" / "summary.json").is_file():
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            shutil.copy2(src / name, dst / name)
+        evaluate(EvaluateConfig(src.name, ablation=False, overlays=0, side_gate=side_gate), Workspace(scratch))
+    return dst
+
+
+def main(ws: Path, scratch: Path) -> None:
+    link_dataset(ws, scratch)
     rows = ["| run | PosAug | test Dice global (committed) | left-only reports: off side (images with any) | "
             "right-only reports: off side (images with any) | per-image Dice left-only / right-only |",
             "|---|---|---|---|---|---|"]
@@ -53,7 +59,7 @@ def main(ws: Path, scratch: Path) -> None:
         done = src / "eval-test" / "summary.json"
         if not ((src / "checkpoint_best.pt").is_file() and done.is_file()):
             continue
-        s = load_summary(score(src, scratch))
+        s = load_summary(scored(src, scratch) / "eval-test" / "summary.json")
         pos_aug = yaml.safe_load((src / "config.yaml").read_text())["config"]["method"]["pos_aug"]
         committed = json.loads(done.read_text())["protocols"]["global"]["dice"]
         sides = [s.per_laterality[k] for k in ("left", "right")]
