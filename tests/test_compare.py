@@ -188,6 +188,26 @@ def test_a_run_against_itself_gives_0_an_interval_of_0_and_p_1(tmp_path, cli):
     assert "t1-cutmix-qata-2pct-s0+1+2" in res.output and data["notes"] == []  # 3 seeds, no records
 
 
+def test_side_gate_reads_the_gated_evaluation_of_the_sides_it_names(tmp_path, cli):
+    """`--side-gate a`: A's scores come from eval-test-side-gate/ (here 0.05 above its plain ones), B's from
+    eval-test/; the label says which; a side without a gated evaluation is a one-line error naming the command."""
+    import shutil
+
+    d = np.linspace(0.2, 0.9, 50)
+    for name in ("blind", "gated"):
+        fake_run(tmp_path, name, 0, d + (0.05 if name == "gated" else 0))
+    shutil.copytree(tmp_path / "runs" / "gated" / "eval-test", tmp_path / "runs" / "blind" / "eval-test-side-gate")
+    cmp = compare("blind", "gated", Workspace(tmp_path), resamples=200, side_gate="a")
+    assert cmp.stats["per_image_dice"]["diff"] == pytest.approx(0, abs=1e-6) and cmp.a.label == "blind+side-gate"
+    plain = compare("blind", "gated", Workspace(tmp_path), resamples=200)
+    assert plain.stats["per_image_dice"]["diff"] == pytest.approx(-0.05, abs=1e-5) and plain.a.label == "blind"
+    res = cli("compare", "blind", "gated", "--side-gate", "both", "--workdir", tmp_path, "--resamples", "200")
+    assert res.exit_code == 2 and "eval-test-side-gate/per_case.csv: not found" in res.output
+    assert "medref evaluate gated --split test --side-gate" in res.output
+    res = cli("compare", "blind", "gated", "--side-gate", "yes", "--workdir", tmp_path)
+    assert res.exit_code == 2 and "--side-gate 'yes'" in res.output
+
+
 def test_two_groups_of_seeds_are_paired_by_seed(tmp_path):
     rng = np.random.default_rng(3)
     for s in range(3):

@@ -17,6 +17,9 @@ def compare(
     a: Side,
     b: Side,
     split: Annotated[str, typer.Option("--split", help="The evaluation both sides ran (eval-<split>/).")] = "test",
+    side_gate: Annotated[str, typer.Option(
+        "--side-gate", help="Read these sides' side-gated evaluations (evaluate --side-gate: eval-<split>-side-gate/): "
+        "none | a | b | both.")] = "none",
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     out: Annotated[Path | None, typer.Option(
@@ -32,7 +35,7 @@ def compare(
     from medref_cli.workspace import Workspace, write_json_atomic
 
     ws = Workspace.resolve(workdir)
-    cmp = stage(a, b, ws, split, resamples, seed)
+    cmp = stage(a, b, ws, split, resamples, seed, side_gate)
     path = out or ws.root / "comparisons" / f"{cmp.a.label}--vs--{cmp.b.label}.json"
     write_json_atomic(path, cmp.to_dict())
     seeds = len(cmp.a.seeds) > 1

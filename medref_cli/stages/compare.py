@@ -106,12 +106,14 @@ def resolve_runs(spec: str, ws: Workspace) -> list[Path]:
     raise MedrefError(f"{spec}: no run folder of that name or pattern (nor under {ws.runs})")
 
 
-def read_per_case(run: Path, split: str) -> tuple[dict[str, tuple[int, int, int]], dict[str, str] | None]:
-    """`<run>/eval-<split>/per_case.csv` -> ({image id: (tp, fp, fn)}, {image id: zone vector} or None when the
-    table has no valid `zones` column)."""
-    path = run / f"eval-{split}" / "per_case.csv"
+def read_per_case(run: Path, split: str, side_gate: bool = False) \
+        -> tuple[dict[str, tuple[int, int, int]], dict[str, str] | None]:
+    """`<run>/eval-<split>/per_case.csv` (`eval-<split>-side-gate/` with `side_gate`) -> ({image id: (tp, fp, fn)},
+    {image id: zone vector} or None when the table has no valid `zones` column)."""
+    gate = " --side-gate" if side_gate else ""
+    path = run / f"eval-{split}{gate.replace(' --', '-')}" / "per_case.csv"
     if not path.is_file():
-        raise MedrefError(f"{path}: not found; run `medref evaluate {run.name} --split {split}` first")
+        raise MedrefError(f"{path}: not found; run `medref evaluate {run.name} --split {split}{gate}` first")
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     try:
@@ -128,13 +130,14 @@ def _label(runs: list[Path], seeds: list[int]) -> str:
     return re.sub(r"-s\d+$", "", runs[0].name) + "-s" + "+".join(map(str, seeds))
 
 
-def load_side(spec: str, ws: Workspace, split: str = "test") -> Side:
+def load_side(spec: str, ws: Workspace, split: str = "test", side_gate: bool = False) -> Side:
     """The runs of `spec` (`resolve_runs`) as one side (`side_of`)."""
-    return side_of(resolve_runs(spec, ws), split, spec)
+    return side_of(resolve_runs(spec, ws), split, spec, side_gate)
 
 
-def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
-    """Run folders as one side, checked to differ only by seed, with their per-case counts."""
+def side_of(runs: list[Path], split: str = "test", source: str = "", side_gate: bool = False) -> Side:
+    """Run folders as one side, checked to differ only by seed, with their per-case counts (of their side-gated
+    evaluations with `side_gate`; the side's label then ends in `+side-gate`)."""
     configs = [load_run_config(r) for r in runs]
     source = source or str(runs[0])
     for field_name, value_of in SAME_DEFINITION.items():
@@ -146,7 +149,7 @@ def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
     runs, run_seeds = [runs[k] for k in order], [configs[k].seed for k in order]
     if len(set(run_seeds)) < len(run_seeds):
         raise MedrefError(f"{source}: two runs with the same seed; a side holds one run per seed")
-    read = [read_per_case(r, split) for r in runs]
+    read = [read_per_case(r, split, side_gate) for r in runs]
     cases = [c for c, _ in read]
     ids = sorted(cases[0])
     for r, c in zip(runs, cases, strict=True):
@@ -154,7 +157,8 @@ def side_of(runs: list[Path], split: str = "test", source: str = "") -> Side:
             raise MedrefError(f"{r}: evaluated on other {split} images than {runs[0].name}; compare runs of one test set")
     counts = np.array([[c[i] for i in ids] for c in cases], dtype=np.int64)
     zones = read[0][1]
-    return Side(_label(runs, run_seeds), runs, run_seeds, ids, counts, [machine_of(r) for r in runs],
+    label = _label(runs, run_seeds) + ("+side-gate" if side_gate else "")
+    return Side(label, runs, run_seeds, ids, counts, [machine_of(r) for r in runs],
                 None if zones is None else [zones[i] for i in ids])
 
 
@@ -319,12 +323,20 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+SIDE_GATE = ("none", "a", "b", "both")  # whose side-gated evaluation `compare` reads
+
+
 def compare(spec_a: str, spec_b: str, ws: Workspace, split: str = "test", resamples: int = RESAMPLES,
-            seed: int = 0) -> Comparison:
-    """A vs B (module docstring). With several seeds on either side, both must hold the same seeds."""
+            seed: int = 0, side_gate: str = "none") -> Comparison:
+    """A vs B (module docstring). With several seeds on either side, both must hold the same seeds. `side_gate`:
+    which sides are read from their side-gated evaluation (`evaluate --side-gate`): none | a | b | both (e.g.
+    a text-blind method with the gate at inference against one trained with the report)."""
     if resamples < 100:
         raise MedrefError(f"--resamples {resamples}: use at least 100 (a 95 % interval from fewer is noise)")
-    a, b = load_side(spec_a, ws, split), load_side(spec_b, ws, split)
+    if side_gate not in SIDE_GATE:
+        raise MedrefError(f"--side-gate {side_gate!r}: choose {', '.join(SIDE_GATE)}")
+    a = load_side(spec_a, ws, split, side_gate in ("a", "both"))
+    b = load_side(spec_b, ws, split, side_gate in ("b", "both"))
     if (len(a.seeds) > 1 or len(b.seeds) > 1) and a.seeds != b.seeds:
         raise MedrefError(f"{spec_a} has seeds {a.seeds}, {spec_b} has {b.seeds}: seeds are paired by number, "
                           f"so both sides need the same ones")

@@ -63,7 +63,7 @@ def main(ws: Path, scratch: Path) -> None:
         blind = [gated_runs.get(pattern.format(seed=s)) for s in range(3)]
         if not (all(blind) and all((r / "eval-test" / "per_case.csv").is_file() for r in semi)):
             continue
-        a, b = side_of(blind, "test-side-gate"), side_of(semi, "test")  # type: ignore[arg-type]
+        a, b = side_of(blind, side_gate=True), side_of(semi)  # type: ignore[arg-type]
         assert a.ids == b.ids and a.seeds == b.seeds, (a.seeds, b.seeds)
         st = paired_stats(a.counts, b.counts)
         g, p = st["global_dice"], st["per_image_dice"]
