@@ -323,6 +323,12 @@ class PseudoLabelAudit:
         write_json_atomic(path, asdict(self))
 
 
+def eval_dir(run: Path, split: str, side_gate: bool = False) -> Path:
+    """Where `medref evaluate` writes a run's evaluation of `split`: `eval-<split>/`, `eval-<split>-side-gate/`
+    with the side gate."""
+    return run / f"eval-{split}{'-side-gate' if side_gate else ''}"
+
+
 def load_summary(path: Path) -> EvalSummary:
     """`eval-<split>/summary.json`, checked."""
     summary = load_artifact(EvalSummary, path, EVAL_SCHEMA, "medref evaluate RUN")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 
+from medref_cli.errors import MedrefError
 from medref_cli.zones import Zones, flip_zones, has_position, parse_zones
 
 LEVEL_INDEX = {"upper": 0, "middle": 1, "lower": 2}
@@ -214,6 +215,12 @@ TEMPLATE = re.compile(r"^\s*(unilateral|bilateral|no)\s+pulmonary\s+infection", 
 
 
 LATERALITIES = ("patient", "image")
+
+
+def check_laterality(laterality: str) -> None:
+    """A `--laterality` value, or a one-line error naming the choices."""
+    if laterality not in LATERALITIES:
+        raise MedrefError(f"--laterality {laterality!r}: choose one of {', '.join(LATERALITIES)}")
 
 
 def caption_zones(caption: str, laterality: str = "image") -> tuple[list[int], bool, str]:

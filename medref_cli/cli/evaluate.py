@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import Device, NoProgress, Overwrite, Run, Workdir
+from medref_cli.cli.options import Device, Laterality, NoProgress, Overwrite, Run, SideGate, Workdir
 from medref_cli.config import THRESHOLD
 
 Which = Annotated[str, typer.Option("--checkpoint", help="best | latest.")]
@@ -19,9 +19,7 @@ def evaluate(
     checkpoint: Which = "best",
     overlays: Annotated[int, typer.Option(help="Overlay PNGs to write.")] = 6,
     ablation: Annotated[bool, typer.Option(help="Also score shuffled and empty captions.")] = True,
-    side_gate: Annotated[bool, typer.Option(
-        "--side-gate", help="Text-consistent output: nothing in the image half a one-lung report does not name.")]
-    = False,
+    side_gate: SideGate = False,
     device: Device = "auto",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
@@ -76,13 +74,8 @@ def predict(
     no_progress: NoProgress = False,
     model: Annotated[str | None, typer.Option(
         "--model", help="A bundled trained model instead of a RUN (`medref models` lists them).")] = None,
-    side_gate: Annotated[bool, typer.Option(
-        "--side-gate", help="Text-consistent masks: nothing in the image half a one-lung report does not name.")]
-    = False,
-    laterality: Annotated[str, typer.Option(
-        "--laterality", help="Sides free-text reports name, for --side-gate: patient (radiology convention: the "
-        "patient's right is the image LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are "
-        "image sides whatever this says.")] = "patient",
+    side_gate: SideGate = False,
+    laterality: Laterality = "patient",  # read by --side-gate
     workdir: Workdir = None,
 ) -> None:
     """Segment images from their reports with a trained RUN or a bundled --model: one --image (mask + overlay) or

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import NoProgress, Overwrite, Workdir
+from medref_cli.cli.options import Laterality, NoProgress, Overwrite, Workdir
 
 app = typer.Typer(help="Import a raw dataset (any known layout) into the workspace.", no_args_is_help=True)
 
@@ -63,10 +63,7 @@ def custom(
     table: Annotated[Path, typer.Option("--table", help="csv / tsv / xlsx: image, text[, mask][, split] columns; "
                                         "paths relative to the table.")],
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the table's file stem).")] = None,
-    laterality: Annotated[str, typer.Option(
-        "--laterality", help="Sides in free-text reports: patient (radiology convention: the patient's right is "
-        "the image LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are image sides.")]
-    = "patient",
+    laterality: Laterality = "patient",
     size: Size = None, overwrite: Overwrite = False, skip_invalid: SkipInvalid = False,
     no_progress: NoProgress = False, workdir: Workdir = None,
 ) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from medref_cli.artifacts import eval_dir
 from medref_cli.config import load_run_config
 from medref_cli.errors import MedrefError
 from medref_cli.training.environment import machine_of
@@ -110,9 +111,9 @@ def read_per_case(run: Path, split: str, side_gate: bool = False) \
         -> tuple[dict[str, tuple[int, int, int]], dict[str, str] | None]:
     """`<run>/eval-<split>/per_case.csv` (`eval-<split>-side-gate/` with `side_gate`) -> ({image id: (tp, fp, fn)},
     {image id: zone vector} or None when the table has no valid `zones` column)."""
-    gate = " --side-gate" if side_gate else ""
-    path = run / f"eval-{split}{gate.replace(' --', '-')}" / "per_case.csv"
+    path = eval_dir(run, split, side_gate) / "per_case.csv"
     if not path.is_file():
+        gate = " --side-gate" if side_gate else ""
         raise MedrefError(f"{path}: not found; run `medref evaluate {run.name} --split {split}{gate}` first")
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary, verify_files
+from medref_cli.artifacts import PER_CASE_ABLATION, PER_CASE_HEADER, EvalSummary, eval_dir, verify_files
 from medref_cli.errors import MedrefError
 from medref_cli.training.data import without_meta_tracking
 from medref_cli.workspace import Workspace, staged_dir
@@ -83,7 +83,7 @@ def run(cfg: EvaluateConfig, ws: Workspace) -> tuple[EvalSummary, Path]:
 
     predictor, tr = open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, side_gate=cfg.side_gate)
     ids = check_held_out(tr.spec, cfg.split, str(tr.path / "split.json"))
-    out_dir = tr.path / f"eval-{cfg.split}{'-side-gate' if cfg.side_gate else ''}"
+    out_dir = eval_dir(tr.path, cfg.split, cfg.side_gate)
     if out_dir.exists() and not cfg.overwrite:
         raise MedrefError(f"{out_dir}: already exists; pass --overwrite to replace it")
     verify_files(tr.manifest, tr.folder, ids)

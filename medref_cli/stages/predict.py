@@ -105,13 +105,12 @@ def is_nifti(path: Path) -> bool:
 def _predictor(cfg: PredictConfig | BatchPredictConfig, ws: Workspace):  # noqa: ANN202 - a Predictor
     """The Predictor of `cfg.run` (its `cfg.checkpoint`) or of the bundled `cfg.model`, at `cfg.threshold`, with
     the side gate reading reports under `cfg.laterality` when `cfg.side_gate`."""
-    from medref_cli.report_zones import LATERALITIES
+    from medref_cli.report_zones import check_laterality
     from medref_cli.training.predictor import from_bundled, open_predictor
 
     if (cfg.run is None) == (cfg.model is None):
         raise MedrefError("predict: give a RUN or --model NAME (a bundled model, see `medref models`), not both")
-    if cfg.laterality not in LATERALITIES:
-        raise MedrefError(f"--laterality {cfg.laterality!r}: choose {' or '.join(LATERALITIES)}")
+    check_laterality(cfg.laterality)
     predictor = (from_bundled(cfg.model, cfg.device) if cfg.model is not None
                  else open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, with_dataset=False)[0])
     return dataclasses.replace(predictor, threshold=cfg.threshold, side_gate=cfg.side_gate,

@@ -21,7 +21,7 @@ from medref_cli.imaging import load_gray, load_mask, png_bytes, resize, sha256
 from medref_cli.importers import nifti
 from medref_cli.importers.layouts import RawRecord, RawScan, detect
 from medref_cli.progress import track
-from medref_cli.report_zones import LATERALITIES, caption_zones
+from medref_cli.report_zones import caption_zones, check_laterality
 from medref_cli.workspace import Workspace, staged_dir, write_json_atomic
 from medref_cli.zones import normalise_caption
 
@@ -143,8 +143,7 @@ def run(cfg: PrepareConfig, ws: Workspace) -> DatasetManifest:
     """Prepare one dataset; returns its manifest. Nothing appears under its name unless complete."""
     name = cfg.name or cfg.kind
     final = ws.dataset_dir(name)
-    if cfg.report_laterality not in LATERALITIES:
-        raise MedrefError(f"--laterality {cfg.laterality!r}: choose one of {', '.join(LATERALITIES)}")
+    check_laterality(cfg.report_laterality)
     if cfg.kind == "custom":
         from medref_cli.importers.custom import scan_table
 

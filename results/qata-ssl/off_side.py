@@ -22,7 +22,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from medref_cli.artifacts import load_summary  # noqa: E402
+from medref_cli.artifacts import eval_dir, load_summary  # noqa: E402
 from medref_cli.stages.evaluate import EvaluateConfig  # noqa: E402
 from medref_cli.stages.evaluate import run as evaluate  # noqa: E402
 from medref_cli.workspace import Workspace  # noqa: E402
@@ -42,7 +42,7 @@ def scored(src: Path, scratch: Path, side_gate: bool = False) -> Path:
     """`src` (a finished run of the queue's workspace) copied into `scratch` (FILES) and evaluated there on test,
     `--no-ablation`, with or without the side gate, unless that evaluation is there already; -> the copy."""
     dst = scratch / "runs" / src.name
-    if not (dst / f"eval-test{'-side-gate' if side_gate else ''}" / "summary.json").is_file():
+    if not (eval_dir(dst, "test", side_gate) / "summary.json").is_file():
         dst.mkdir(parents=True, exist_ok=True)
         for name in FILES:
             shutil.copy2(src / name, dst / name)
