@@ -9,7 +9,10 @@ evaluated again. Writes gated.md beside this file: per run, test global Dice wit
 per-image Dice on one-lung reports; then, with `medref compare`'s statistics, the text-blind methods with the gate
 (mean teacher; CutMix once its re-run on this machine is in) against Semi-MedRef as committed (no gate), seeds 0-2.
 Only the runs whose method has no side gate of its own in training (mean-teacher, cutmix) and the default
-semi-train (for scale) are scored.
+semi-train (for scale) are scored. As in `off_side.py`, each gated evaluation (summary.json, per_case.csv) is kept
+beside its committed run (`runs/<cell>/eval-test-side-gate/`) and gated.md is written from those, so a fresh machine
+keeps every row; a row, or a comparison, of the previous gated.md that the kept evaluations cannot rewrite stays as
+it was (the runs gated before 2026-12-07 21:00, whose evaluations went with their machine).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
-from off_side import link_dataset, scored  # noqa: E402
+from off_side import committed, keep, link_dataset, old_rows, scored  # noqa: E402
 
-from medref_cli.artifacts import load_summary  # noqa: E402
+from medref_cli.artifacts import eval_dir, load_summary  # noqa: E402
 from medref_cli.stages.compare import paired_stats, side_of  # noqa: E402
 
 SCORED = ("t1-mean-teacher-", "t1-cutmix-", "t1-semi-medref-qata-", "lever-cutmix-rerun-")
@@ -37,33 +40,54 @@ def _fmt(ci: list[float]) -> str:
     return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
 
 
+def old_comparisons(md: Path) -> dict[str, list[str]]:
+    """The comparison paragraphs of a previously written `md` (a line '<label> with the gate against ...' and its
+    bullets), by label."""
+    if not md.is_file():
+        return {}
+    found: dict[str, list[str]] = {}
+    label = None
+    for line in md.read_text().splitlines():
+        if " with the gate against Semi-MedRef" in line:
+            label = line.split(" with the gate against")[0]
+            found[label] = [line, ""]
+        elif label and line.startswith("- "):
+            found[label].append(line)
+    return {k: [*v, ""] for k, v in found.items()}
+
+
 def main(ws: Path, scratch: Path) -> None:
     link_dataset(ws, scratch)
-    rows = ["| run | test Dice global: as committed -> with the side gate | per-image Dice left-only / right-only: "
-            "committed -> gated |", "|---|---|---|"]
-    gated_runs: dict[str, Path] = {}
+    gate_dir = eval_dir(Path("."), "test", True).name  # eval-test-side-gate
     for src in sorted((ws / "runs").iterdir()):
-        if not (src.name.startswith(SCORED) and (src / "checkpoint_best.pt").is_file()
+        if (src.name.startswith(SCORED) and (src / "checkpoint_best.pt").is_file()
                 and (src / "eval-test" / "summary.json").is_file()):
+            keep(scored(src, scratch, side_gate=True) / gate_dir, src.name, gate_dir, ("summary.json", "per_case.csv"))
+    out = HERE / "gated.md"
+    rows = old_rows(out)
+    for run in sorted([*(HERE / "runs").iterdir(), *(HERE.parent / "levers" / "runs").iterdir()]):
+        if not (run.name.startswith(SCORED) and (run / gate_dir / "summary.json").is_file()):
             continue
-        dst = scored(src, scratch, side_gate=True)
-        gated_runs[src.name] = dst
-        plain, gate = (load_summary(p) for p in (src / "eval-test" / "summary.json",
-                                                  dst / "eval-test-side-gate" / "summary.json"))
+        plain, gate = (load_summary(run / d / "summary.json") for d in ("eval-test", gate_dir))
         side = lambda s: " / ".join(f"{s.per_laterality[k]['per_image']['dice']:.3f}" for k in ("left", "right"))  # noqa: E731
-        rows.append(f"| {src.name} | {plain.global_dice:.4f} -> {gate.global_dice:.4f} "
-                    f"({gate.global_dice - plain.global_dice:+.4f}) | {side(plain)} -> {side(gate)} |")
+        rows[run.name] = (f"| {run.name} | {plain.global_dice:.4f} -> {gate.global_dice:.4f} "
+                          f"({gate.global_dice - plain.global_dice:+.4f}) | {side(plain)} -> {side(gate)} |")
     lines = ["# A side gate at inference for the qata-ssl runs (written by `python results/qata-ssl/gated.py`)", "",
              "Test = the 1429 `valid` images; `medref evaluate --side-gate --no-ablation` on each run's best "
              "checkpoint (the image half a one-lung report does not name cleared), against the committed "
              "evaluation. The gate uses the report at inference only: a text-blind method plus the gate is what "
-             "the report's side alone would give it, without training on it.", "", *rows, ""]
+             "the report's side alone would give it, without training on it.", "",
+             "| run | test Dice global: as committed -> with the side gate | per-image Dice left-only / right-only: "
+             "committed -> gated |", "|---|---|---|", *(rows[name] for name in sorted(rows)), ""]
+    before = old_comparisons(out)
     semi = [HERE / "runs" / f"t1-semi-medref-qata-2pct-s{s}" for s in range(3)]
     for label, pattern in AGAINST_SEMI.items():
-        blind = [gated_runs.get(pattern.format(seed=s)) for s in range(3)]
-        if not (all(blind) and all((r / "eval-test" / "per_case.csv").is_file() for r in semi)):
+        blind = [committed(pattern.format(seed=s)) for s in range(3)]
+        if not (all((r / gate_dir / "per_case.csv").is_file() for r in blind)
+                and all((r / "eval-test" / "per_case.csv").is_file() for r in semi)):
+            lines += before.get(label, [])
             continue
-        a, b = side_of(blind, side_gate=True), side_of(semi)  # type: ignore[arg-type]
+        a, b = side_of(blind, side_gate=True), side_of(semi)
         assert a.ids == b.ids and a.seeds == b.seeds, (a.seeds, b.seeds)
         st = paired_stats(a.counts, b.counts)
         g, p = st["global_dice"], st["per_image_dice"]
@@ -73,9 +97,10 @@ def main(ws: Path, scratch: Path) -> None:
                   f"over seeds and images, seeds' t {_fmt(g['seeds_t']['ci'])}, p {g['seeds_t']['p']:.2g}",
                   f"- per-image Dice {p['a']:.4f} against {p['b']:.4f}: {p['diff']:+.4f} "
                   f"{_fmt(p['ci_seeds_and_cases'])}, Wilcoxon p {p['wilcoxon_p']:.2g}", ""]
-    out = HERE / "gated.md"
-    out.write_text("\n".join(lines))
-    print(json.dumps({"runs": len(rows) - 2, "out": str(out)}))
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out)
+    print(json.dumps({"runs": len(rows), "out": str(out)}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Off-side predictions of the qata-ssl runs whose checkpoints the queue's workspace still holds: for the test images
-whose report names one lung, the share of predicted pixels in the image half the report does not name (`medref
-evaluate`'s `off_side`, from 22905fa on). Writes off-side.md beside this file.
+"""Off-side predictions of the qata-ssl runs, scored while the queue's workspace held their checkpoints: for the test
+images whose report names one lung, the share of predicted pixels in the image half the report does not name
+(`medref evaluate`'s `off_side`, from 22905fa on). Writes off-side.md beside this file.
 
     python results/qata-ssl/off_side.py [WORKSPACE] [SCRATCH]    # default /work/ws-ssl, /work/ws-offside
 
@@ -8,6 +8,11 @@ Each run's checkpoint, config and split are copied into SCRATCH (its dataset lin
 evaluated there with this checkout's code and `--no-ablation`: the queue's runs and their committed scores stay as
 they are. A run already evaluated in SCRATCH is not evaluated again. Global Dice is printed beside the committed one
 (the snapshot's code scored them; the two agree to the fourth place on every run so far).
+
+Each such evaluation's summary.json is kept beside the committed cell (`runs/<cell>/eval-test-rescored/`, a
+lever run's under ../levers/runs/), and off-side.md is written from those: a machine that no longer holds a run's
+checkpoint (a fresh one) still writes its row. A row of the previous off-side.md whose run has neither is kept as it
+was (the runs scored before 2026-12-07 21:00, whose evaluations went with their machine).
 """
 
 from __future__ import annotations
@@ -28,6 +33,33 @@ from medref_cli.stages.evaluate import run as evaluate  # noqa: E402
 from medref_cli.workspace import Workspace  # noqa: E402
 
 FILES = ("checkpoint_best.pt", "config.yaml", "run.json", "split.json", "metrics.jsonl")
+RESCORED = "eval-test-rescored"  # a committed run's test evaluation with this checkout's code (off-side figures)
+
+
+def committed(name: str) -> Path:
+    """Where run `name` of the queue's workspace is committed: runs/<name>/, a lever run's ../levers/runs/<name>/."""
+    return (HERE.parent / "levers" / "runs" / name) if name.startswith("lever-") else (HERE / "runs" / name)
+
+
+def keep(evaluation: Path, name: str, as_dir: str, files: tuple[str, ...] = ("summary.json",)) -> None:
+    """Copy `files` of `evaluation` into the committed run `name`'s `as_dir`/ (temp name, then rename); nothing when
+    the run is not committed yet."""
+    run = committed(name)
+    if not run.is_dir():
+        return
+    (run / as_dir).mkdir(exist_ok=True)
+    for file in files:
+        tmp = run / as_dir / f".{file}.tmp"
+        shutil.copy2(evaluation / file, tmp)
+        tmp.replace(run / as_dir / file)
+
+
+def old_rows(md: Path) -> dict[str, str]:
+    """The table rows of a previously written `md`, by run name (its first cell)."""
+    if not md.is_file():
+        return {}
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| t1-") or line.startswith("| lever-")]
+    return {row.split("|")[1].strip(): row for row in rows}
 
 
 def link_dataset(ws: Path, scratch: Path) -> None:
@@ -52,28 +84,33 @@ def scored(src: Path, scratch: Path, side_gate: bool = False) -> Path:
 
 def main(ws: Path, scratch: Path) -> None:
     link_dataset(ws, scratch)
-    rows = ["| run | PosAug | test Dice global (committed) | left-only reports: off side (images with any) | "
-            "right-only reports: off side (images with any) | per-image Dice left-only / right-only |",
-            "|---|---|---|---|---|---|"]
     for src in sorted((ws / "runs").iterdir()):
-        done = src / "eval-test" / "summary.json"
-        if not ((src / "checkpoint_best.pt").is_file() and done.is_file()):
-            continue
-        s = load_summary(scored(src, scratch) / "eval-test" / "summary.json")
-        pos_aug = yaml.safe_load((src / "config.yaml").read_text())["config"]["method"]["pos_aug"]
-        committed = json.loads(done.read_text())["protocols"]["global"]["dice"]
-        sides = [s.per_laterality[k] for k in ("left", "right")]
-        rows.append(f"| {src.name} | {'yes' if pos_aug else 'no'} | {s.global_dice:.4f} ({committed:.4f}) | "
-                    + " | ".join(f"{g['off_side']['share']:.1%} ({g['off_side']['images_with_any']} of {g['n']})"
-                                 for g in sides)
-                    + f" | {sides[0]['per_image']['dice']:.3f} / {sides[1]['per_image']['dice']:.3f} |")
+        if (src / "checkpoint_best.pt").is_file() and (src / "eval-test" / "summary.json").is_file():
+            keep(scored(src, scratch) / "eval-test", src.name, RESCORED)
     out = HERE / "off-side.md"
-    out.write_text("# Off-side predictions of the qata-ssl runs (written by `python results/qata-ssl/off_side.py`)\n\n"
+    rows = old_rows(out)
+    for run in sorted([*(HERE / "runs").iterdir(), *(HERE.parent / "levers" / "runs").iterdir()]):
+        if not (run / RESCORED / "summary.json").is_file():
+            continue
+        s = load_summary(run / RESCORED / "summary.json")
+        pos_aug = yaml.safe_load((run / "config.yaml").read_text())["config"]["method"]["pos_aug"]
+        as_committed = json.loads((run / "eval-test" / "summary.json").read_text())["protocols"]["global"]["dice"]
+        sides = [s.per_laterality[k] for k in ("left", "right")]
+        rows[run.name] = (f"| {run.name} | {'yes' if pos_aug else 'no'} | {s.global_dice:.4f} ({as_committed:.4f}) | "
+                          + " | ".join(f"{g['off_side']['share']:.1%} ({g['off_side']['images_with_any']} of {g['n']})"
+                                       for g in sides)
+                          + f" | {sides[0]['per_image']['dice']:.3f} / {sides[1]['per_image']['dice']:.3f} |")
+    table = ["| run | PosAug | test Dice global (committed) | left-only reports: off side (images with any) | "
+             "right-only reports: off side (images with any) | per-image Dice left-only / right-only |",
+             "|---|---|---|---|---|---|", *(rows[name] for name in sorted(rows))]
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("# Off-side predictions of the qata-ssl runs (written by `python results/qata-ssl/off_side.py`)\n\n"
                    "Test = the 1429 `valid` images; 198 reports name the left lung only, 223 the right only. Off side:"
                    " the predicted pixels in the image half the report does not name, as a share of the group's"
                    " predicted pixels (`medref evaluate`, `per_laterality.<side>.off_side`).\n\n"
-                   + "\n".join(rows) + "\n")
-    print(f"{len(rows) - 2} runs -> {out}")
+                   + "\n".join(table) + "\n")
+    tmp.replace(out)
+    print(f"{len(rows)} runs -> {out}")
 
 
 if __name__ == "__main__":
