@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.options import Device, Laterality, NoProgress, Overwrite, Run, SideGate, Workdir
+from medref_cli.cli.options import Device, GateLaterality, NoProgress, Overwrite, Run, SideGate, Workdir
 from medref_cli.config import THRESHOLD
 
 Which = Annotated[str, typer.Option("--checkpoint", help="best | latest.")]
@@ -75,7 +75,7 @@ def predict(
     model: Annotated[str | None, typer.Option(
         "--model", help="A bundled trained model instead of a RUN (`medref models` lists them).")] = None,
     side_gate: SideGate = False,
-    laterality: Laterality = "patient",  # read by --side-gate
+    laterality: GateLaterality = "patient",
     workdir: Workdir = None,
 ) -> None:
     """Segment images from their reports with a trained RUN or a bundled --model: one --image (mask + overlay) or

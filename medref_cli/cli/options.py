@@ -20,7 +20,9 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:
 Run = Annotated[str, typer.Argument(help="Run folder, or its name under <workdir>/runs/.")]
 SideGate = Annotated[bool, typer.Option(
     "--side-gate", help="Text-consistent output: nothing in the image half a one-lung report does not name.")]
-Laterality = Annotated[str, typer.Option(
-    "--laterality", help="Sides free-text reports name: patient (radiology convention: the patient's right is the "
-    "image LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are image sides whatever this says.")]
+LATERALITY_HELP = ("Sides free-text reports name: patient (radiology convention: the patient's right is the image "
+                   "LEFT of a frontal chest X-ray) | image. QaTa/MosMed template captions are image sides whatever "
+                   "this says.")
+Laterality = Annotated[str, typer.Option("--laterality", help=LATERALITY_HELP)]
+GateLaterality = Annotated[str, typer.Option("--laterality", help=LATERALITY_HELP + " Read with --side-gate only.")]
 PseudoLabels = Annotated[Path | None, typer.Option("--pseudo-labels", help="A pseudo-label output to add as labels.")]

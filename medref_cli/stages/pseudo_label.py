@@ -13,7 +13,6 @@ Writes `<run>/pseudo-labels-<split>/` (built under a temp name, then renamed):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +50,14 @@ def run(cfg: PseudoLabelConfig, ws: Workspace) -> tuple[PseudoLabelAudit, Path]:
         raise MedrefError(f"--split {cfg.split!r}: choose train_unlabeled, train_labeled, val or test")
     if cfg.batch_size < 1:
         raise MedrefError(f"--batch-size {cfg.batch_size}: must be at least 1")
-    predictor, tr = open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device,
+    predictor, tr = open_predictor(ws, cfg.run, cfg.checkpoint, cfg.device, side_gate=cfg.side_gate,
                                    weights="teacher" if cfg.model == "teacher" else "evaluated")
     if not getattr(tr.spec, cfg.split):
         what = "unlabelled" if cfg.split == "train_unlabeled" else cfg.split
         data = tr.config.data
         raise MedrefError(f"{tr.path}: no {what} images in this run's split ({data.split_file}, labelled share "
                           f"{data.ratio}); nothing to pseudo-label")
-    gate = tr.config.method.side_gate if cfg.side_gate is None else cfg.side_gate
-    predictor = dataclasses.replace(predictor, side_gate=gate)  # reports read under the dataset's laterality
+    gate = predictor.side_gate
     used = "teacher" if predictor.weights == "teacher" else tr.eval_model  # the evaluated weights' owner
     data = items(tr.manifest, tr.folder, list(getattr(tr.spec, cfg.split)), with_labels=False)
     out_dir = tr.path / f"pseudo-labels-{cfg.split}"

@@ -87,12 +87,13 @@ class Predictor:
 
 
 def open_predictor(ws, run: str, which: str = "best", device: str = "auto", weights: str = "evaluated",  # noqa: ANN001
-                   side_gate: bool = False, with_dataset: bool = True):  # noqa: ANN201 - (Predictor, TrainedRun)
+                   side_gate: bool | None = False, with_dataset: bool = True):  # noqa: ANN201 - (Predictor, TrainedRun)
     """(Predictor, TrainedRun) of a run's `which` checkpoint (best | latest). `weights`: `evaluated` (the
     weights validation chose the checkpoint by: the student, or the teacher where the run evaluates it) or
     `teacher` (the EMA teacher where the run's method has one, else the evaluated weights); the method's registry
-    entry (`config.METHODS[...].weights`) says which checkpoint key holds which. The side gate reads reports with
-    the run's dataset laterality (opened with `with_dataset`)."""
+    entry (`config.METHODS[...].weights`) says which checkpoint key holds which. `side_gate` None: as the run's
+    method trained (`method.side_gate`). The side gate reads reports with the run's dataset laterality (opened with
+    `with_dataset`)."""
     from medref_cli.training.trained_run import open_run
 
     if weights not in ("evaluated", "teacher"):
@@ -105,7 +106,8 @@ def open_predictor(ws, run: str, which: str = "best", device: str = "auto", weig
     if used != "evaluated":  # the registry says which checkpoint key holds them
         tr.model.load_state_dict(tr.ckpt[keys[used]])
     laterality = tr.manifest.laterality if tr.manifest is not None else "image"
-    return Predictor(tr.model, tr.text, tr.device, side_gate=side_gate, laterality=laterality, weights=used), tr
+    gate = tr.config.method.side_gate if side_gate is None else side_gate
+    return Predictor(tr.model, tr.text, tr.device, side_gate=gate, laterality=laterality, weights=used), tr
 
 
 def from_bundled(name: str, device: str = "auto") -> Predictor:
