@@ -25,10 +25,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
-from off_side import committed, keep, link_dataset, old_rows, scored  # noqa: E402
+from off_side import committed, committed_runs, keep, link_dataset, old_rows, scored  # noqa: E402
 
 from medref_cli.artifacts import eval_dir, load_summary  # noqa: E402
 from medref_cli.stages.compare import paired_stats, side_of  # noqa: E402
+from medref_cli.workspace import write_bytes_atomic  # noqa: E402
 
 SCORED = ("t1-mean-teacher-", "t1-cutmix-", "t1-semi-medref-qata-", "lever-cutmix-rerun-")
 # text-blind runs of seeds 0-2 at 2 % (name with {seed}) compared, gated, with Semi-MedRef as committed
@@ -65,7 +66,7 @@ def main(ws: Path, scratch: Path) -> None:
             keep(scored(src, scratch, side_gate=True) / gate_dir, src.name, gate_dir, ("summary.json", "per_case.csv"))
     out = HERE / "gated.md"
     rows = old_rows(out)
-    for run in sorted([*(HERE / "runs").iterdir(), *(HERE.parent / "levers" / "runs").iterdir()]):
+    for run in committed_runs():
         if not (run.name.startswith(SCORED) and (run / gate_dir / "summary.json").is_file()):
             continue
         plain, gate = (load_summary(run / d / "summary.json") for d in ("eval-test", gate_dir))
@@ -97,9 +98,7 @@ def main(ws: Path, scratch: Path) -> None:
                   f"over seeds and images, seeds' t {_fmt(g['seeds_t']['ci'])}, p {g['seeds_t']['p']:.2g}",
                   f"- per-image Dice {p['a']:.4f} against {p['b']:.4f}: {p['diff']:+.4f} "
                   f"{_fmt(p['ci_seeds_and_cases'])}, Wilcoxon p {p['wilcoxon_p']:.2g}", ""]
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out)
+    write_bytes_atomic(out, "\n".join(lines).encode())
     print(json.dumps({"runs": len(rows), "out": str(out)}))
 
 

@@ -30,28 +30,32 @@ sys.path.insert(0, str(HERE.parents[1]))
 from medref_cli.artifacts import eval_dir, load_summary  # noqa: E402
 from medref_cli.stages.evaluate import EvaluateConfig  # noqa: E402
 from medref_cli.stages.evaluate import run as evaluate  # noqa: E402
-from medref_cli.workspace import Workspace  # noqa: E402
+from medref_cli.workspace import Workspace, write_bytes_atomic  # noqa: E402
 
 FILES = ("checkpoint_best.pt", "config.yaml", "run.json", "split.json", "metrics.jsonl")
 RESCORED = "eval-test-rescored"  # a committed run's test evaluation with this checkout's code (off-side figures)
 
 
+COMMITTED = (HERE / "runs", HERE.parent / "levers" / "runs")  # the cells' runs, the lever runs'
+
+
 def committed(name: str) -> Path:
     """Where run `name` of the queue's workspace is committed: runs/<name>/, a lever run's ../levers/runs/<name>/."""
-    return (HERE.parent / "levers" / "runs" / name) if name.startswith("lever-") else (HERE / "runs" / name)
+    return COMMITTED[name.startswith("lever-")] / name
+
+
+def committed_runs() -> list[Path]:
+    """Every committed run folder, cells' and levers', by name."""
+    return sorted((run for root in COMMITTED for run in root.iterdir()), key=lambda run: run.name)
 
 
 def keep(evaluation: Path, name: str, as_dir: str, files: tuple[str, ...] = ("summary.json",)) -> None:
-    """Copy `files` of `evaluation` into the committed run `name`'s `as_dir`/ (temp name, then rename); nothing when
-    the run is not committed yet."""
+    """Copy `files` of `evaluation` into the committed run `name`'s `as_dir`/ (each written atomically); nothing
+    when the run is not committed yet."""
     run = committed(name)
-    if not run.is_dir():
-        return
-    (run / as_dir).mkdir(exist_ok=True)
-    for file in files:
-        tmp = run / as_dir / f".{file}.tmp"
-        shutil.copy2(evaluation / file, tmp)
-        tmp.replace(run / as_dir / file)
+    if run.is_dir():
+        for file in files:
+            write_bytes_atomic(run / as_dir / file, (evaluation / file).read_bytes())
 
 
 def old_rows(md: Path) -> dict[str, str]:
@@ -89,7 +93,7 @@ def main(ws: Path, scratch: Path) -> None:
             keep(scored(src, scratch) / "eval-test", src.name, RESCORED)
     out = HERE / "off-side.md"
     rows = old_rows(out)
-    for run in sorted([*(HERE / "runs").iterdir(), *(HERE.parent / "levers" / "runs").iterdir()]):
+    for run in committed_runs():
         if not (run / RESCORED / "summary.json").is_file():
             continue
         s = load_summary(run / RESCORED / "summary.json")
@@ -103,13 +107,12 @@ def main(ws: Path, scratch: Path) -> None:
     table = ["| run | PosAug | test Dice global (committed) | left-only reports: off side (images with any) | "
              "right-only reports: off side (images with any) | per-image Dice left-only / right-only |",
              "|---|---|---|---|---|---|", *(rows[name] for name in sorted(rows))]
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("# Off-side predictions of the qata-ssl runs (written by `python results/qata-ssl/off_side.py`)\n\n"
-                   "Test = the 1429 `valid` images; 198 reports name the left lung only, 223 the right only. Off side:"
-                   " the predicted pixels in the image half the report does not name, as a share of the group's"
-                   " predicted pixels (`medref evaluate`, `per_laterality.<side>.off_side`).\n\n"
-                   + "\n".join(table) + "\n")
-    tmp.replace(out)
+    text = ("# Off-side predictions of the qata-ssl runs (written by `python results/qata-ssl/off_side.py`)\n\n"
+            "Test = the 1429 `valid` images; 198 reports name the left lung only, 223 the right only. Off side:"
+            " the predicted pixels in the image half the report does not name, as a share of the group's"
+            " predicted pixels (`medref evaluate`, `per_laterality.<side>.off_side`).\n\n"
+            + "\n".join(table) + "\n")
+    write_bytes_atomic(out, text.encode())
     print(f"{len(rows)} runs -> {out}")
 
 
